@@ -1,0 +1,1 @@
+"""Data files shipped with Agentray: prompts, pricing, icons, demo project."""

@@ -1,0 +1,142 @@
+"""Context management: compaction near the window, the run digest, repairing interrupted turns."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from agentray import events as ev
+
+if TYPE_CHECKING:
+    from ._run import Run
+    from ._state import AgentState
+
+__all__ = ["compact_transcript", "needs_compaction", "repair_interrupted_turn", "run_digest"]
+
+KEEP_TAIL_MESSAGES = 6
+
+
+def needs_compaction(run: Run, last_prompt_tokens: int) -> bool:
+    return last_prompt_tokens > run.config.compact_at * run.context_window
+
+
+def run_digest(run: Run) -> str:
+    """What an orchestrator restarted fresh needs to know to carry on."""
+    lines = [f"Goal:\n{run.config.goal}", "", "Agents so far:"]
+    for agent in run.agents.values():
+        if agent.is_orchestrator:
+            continue
+        detail = agent.summary or agent.blocker or agent.status_reason or ""
+        extra = f" mitigates {agent.mitigates}" if agent.mitigates else ""
+        lines.append(
+            f"- {agent.agent_id} [{agent.role}{extra}] {agent.status}: {agent.title}"
+            + (f" -> {detail[:400]}" if detail else "")
+        )
+    blockers = [a for a in run.agents.values() if a.status in ("blocked", "failed") and not a.is_orchestrator]
+    lines.append("")
+    lines.append("Open blockers: " + (", ".join(f"{a.agent_id} ({a.blocker})" for a in blockers) or "none"))
+    pending = [e for e in run.escalations.values() if not e.future.done()]
+    lines.append("Pending escalations: " + (", ".join(e.question[:120] for e in pending) or "none"))
+    if run.last_build is None:
+        lines.append("Build: not run yet" if run.config.build_command else "Build: none configured")
+    else:
+        state = "passed" if run.last_build["passed"] else "failed"
+        lines.append(
+            f"Last build: {state} (exit {run.last_build['exit_code']}); "
+            f"failed in a row: {run.builds_failed_in_a_row}; covers latest changes: "
+            f"{run.build_passed_at is not None and run.build_passed_at == run.settle_seq}"
+        )
+        if not run.last_build["passed"]:
+            lines.append("Build output tail:\n" + str(run.last_build.get("output_tail", ""))[-2000:])
+    lines.append(f"Spent: ${run.cost_usd:.4f} of budget {run.budget_usd}")
+    return "\n".join(lines)
+
+
+def compact_transcript(run: Run, agent: AgentState, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Shrink a transcript nearing the window; the orchestrator restarts fresh from a digest."""
+    if agent.is_orchestrator:
+        text = (
+            f"You are the orchestrator, agent {agent.agent_id}, of run {run.run_id}, restarted with a fresh "
+            "context because your transcript neared the model's window. Here is the state of the run; "
+            "carry on from it (agent ids stay valid).\n\n" + run_digest(run)
+        )
+        new = [{"role": "user", "content": [{"type": "text", "text": text}]}]
+    else:
+        first = messages[0]
+        # keep the tail from an assistant message on, so every tool_result keeps its tool_use
+        start = max(1, len(messages) - KEEP_TAIL_MESSAGES)
+        while start < len(messages) and messages[start]["role"] != "assistant":
+            start += 1
+        tail = messages[start:]
+        dropped = messages[1:start]
+        notes = "\n".join(agent.progress.tail(20)) or "(no progress notes)"
+        calls = [
+            f"{block.get('name')}({_short(block.get('input'))})"
+            for message in dropped
+            if message["role"] == "assistant" and isinstance(message["content"], list)
+            for block in message["content"]
+            if block.get("type") == "tool_use"
+        ]
+        summary = (
+            f"[engine] {len(dropped)} earlier messages were compacted to stay inside the context window.\n"
+            f"Your progress notes so far:\n{notes}\nTool calls made: {'; '.join(calls[-40:]) or 'none'}"
+        )
+        content = first["content"] if isinstance(first["content"], list) else [{"type": "text", "text": first["content"]}]
+        new = [{"role": "user", "content": [*content, {"type": "text", "text": summary}]}, *tail]
+    run.journal.replace_transcript(run.run_id, agent.agent_id, new, reason="compaction")
+    run.publish(
+        ev.Notice(
+            run_id=run.run_id,
+            level="info",
+            message=f"{agent.agent_id}: context compacted ({len(messages)} -> {len(new)} messages)",
+            agent_id=agent.agent_id,
+        )
+    )
+    return new
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str) if not isinstance(value, str) else value
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+async def repair_interrupted_turn(run: Run, agent: AgentState, messages: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A transcript that ends in tool_use blocks without results was cut mid-way by a crash or
+    stop. Waiting tools that are safe to repeat (escalate re-attaches to its journal row) run
+    again; anything else is reported to the model as interrupted."""
+    from ._agent_loop import execute_tool_call
+    from ._tools import RESUMABLE_TOOLS, tools_for
+
+    last = messages[-1]
+    if last["role"] != "assistant" or not isinstance(last["content"], list):
+        return None
+    calls = [block for block in last["content"] if block.get("type") == "tool_use"]
+    if not calls:
+        return None
+    tools = tools_for(run, agent)
+    results: list[dict[str, Any]] = []
+    for call in calls:
+        if call.get("name") in RESUMABLE_TOOLS:
+            results.append(await execute_tool_call(run, agent, tools, call, resuming=True))
+            continue
+        error = {
+            "error": (
+                f"interrupted: the run stopped while {call.get('name')} was running, so it may or may "
+                "not have taken effect; check the current state before repeating it"
+            )
+        }
+        if _known_call(run, str(call.get("id"))):
+            run.journal.finish_tool_call(run.run_id, str(call.get("id")), result=error, is_error=True)
+        results.append(
+            {
+                "type": "tool_result",
+                "tool_use_id": call.get("id"),
+                "content": json.dumps(error),
+                "is_error": True,
+            }
+        )
+    return {"role": "user", "content": results}
+
+
+def _known_call(run: Run, call_id: str) -> bool:
+    return any(row.call_id == call_id for row in run.journal.list_tool_calls(run.run_id))

@@ -1,0 +1,673 @@
+"""One run: its agents, its task group, its caps, its escalations and its build gate.
+
+Structured concurrency: ``Run.main`` owns one ``asyncio.TaskGroup``; every agent is a task in
+it. Stopping the run cancels ``main``; the group cancels every agent, each agent's cleanup kills
+its process trees (shielded), and ``CancelledError`` is re-raised to the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agentray import events as ev
+from agentray.errors import ModelAuthError, ModelNotFoundError, ToolError
+from agentray.journal import Journal
+from agentray.model._types import ModelClient, Usage
+from agentray.tools import ProcessRegistry, Workspace, run_command, truncate_text
+
+from ._config import RunConfig
+from ._progress import ProgressFile
+from ._state import ACTIVE, SETTLED, TERMINAL, AgentState, ChangeNotifier, Slots
+
+if TYPE_CHECKING:
+    from ._guard import SystemGuard
+
+__all__ = ["Escalation", "Run", "RunOutcome"]
+
+log = logging.getLogger(__name__)
+
+# A run stopped as a whole leaves its agents "cancelled" with one of these reasons; resume restarts them.
+RESUMABLE_REASONS = ("run stopped", "run interrupted")
+
+BLOCKER_OPTIONS_WAITING = ("Continue with my answer", "Cancel the agent", "Stop the run")
+BLOCKER_OPTIONS_FAILED = ("Retry with my answer", "Skip it", "Stop the run")
+BUILD_OPTIONS = ("Keep fixing", "Finish as failure", "Stop the run")
+BUDGET_OPTIONS = ("Raise the budget", "Stop the run")
+
+
+@dataclass
+class Escalation:
+    escalation_id: str
+    run_id: str
+    agent_id: str
+    kind: str
+    question: str
+    context: str
+    options: tuple[str, ...]
+    future: asyncio.Future[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    status: str  # succeeded | failed | cancelled | interrupted
+    summary: str
+    fatal_error: BaseException | None = None
+
+
+class Run:
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        config: RunConfig,
+        journal: Journal,
+        client: ModelClient,
+        publish: Callable[[ev.Event], None],
+        guard: SystemGuard,
+        prompts: dict[str, str],
+        context_window: int,
+    ) -> None:
+        self.run_id = run_id
+        self.config = config
+        self.workspace = Path(config.workspace)
+        self.files = Workspace(self.workspace)
+        self.journal = journal
+        self.client = client
+        self._publish = publish
+        self.guard = guard
+        self.prompts = prompts
+        self.context_window = context_window
+        self.agents: dict[str, AgentState] = {}
+        self.slots = Slots(config.max_concurrent)
+        self.changes = ChangeNotifier()
+        self.processes = ProcessRegistry()
+        self.escalations: dict[str, Escalation] = {}
+        self.notices: list[str] = []  # engine news for the orchestrator, drained by its monitors
+        self.budget_usd = config.budget_usd
+        self.cost_usd = 0.0
+        self.tokens = 0
+        # build gate: a passing build must cover the last agent that settled
+        self.settle_seq = 0
+        self.build_passed_at: int | None = None
+        self.builds_failed_in_a_row = 0
+        self.last_build: dict[str, Any] | None = None
+        self.outcome: RunOutcome | None = None
+        self.finished = asyncio.Event()
+        self._tg: asyncio.TaskGroup | None = None
+        self._main_task: asyncio.Task[RunOutcome] | None = None
+        self._budget_lock = asyncio.Lock()
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------------ events and state
+    def publish(self, event: ev.Event) -> None:
+        self._publish(event)
+
+    def orchestrator(self) -> AgentState | None:
+        return next((a for a in self.agents.values() if a.is_orchestrator), None)
+
+    def spawned_count(self) -> int:
+        return sum(1 for a in self.agents.values() if not a.is_orchestrator)
+
+    def active_workers(self) -> list[AgentState]:
+        return [a for a in self.agents.values() if not a.is_orchestrator and a.status in ACTIVE]
+
+    def set_status(self, agent: AgentState, status: str, reason: str = "") -> None:
+        if agent.status == status and agent.status_reason == reason:
+            return
+        previous = agent.status
+        agent.status = status
+        agent.status_reason = reason
+        fields: dict[str, Any] = {"status": status, "status_reason": reason}
+        now = time.time()
+        if status == "running" and agent.started_at is None:
+            agent.started_at = now
+            fields["started_at"] = now
+        if status in TERMINAL:
+            agent.ended_at = now
+            fields["ended_at"] = now
+            if not agent.is_orchestrator and previous not in TERMINAL:
+                self.settle_seq += 1
+        self.journal.update_agent(self.run_id, agent.agent_id, **fields)
+        agent.progress.set_status(status)
+        self.publish(
+            ev.AgentStatusChanged(
+                run_id=self.run_id,
+                agent_id=agent.agent_id,
+                status=status,
+                previous=previous,
+                reason=reason,
+            )
+        )
+        self.changes.notify()
+
+    def progress(self, agent: AgentState, kind: str, note: str) -> None:
+        agent.progress.add(kind, note)
+        self.publish(ev.AgentProgress(run_id=self.run_id, agent_id=agent.agent_id, kind=kind, note=note))
+
+    def notice(self, message: str, *, level: str = "info", agent_id: str | None = None) -> None:
+        self.notices.append(message)
+        self.journal.add_event(self.run_id, "notice", {"level": level, "message": message})
+        self.publish(ev.Notice(run_id=self.run_id, level=level, message=message, agent_id=agent_id))
+        self.changes.notify()
+
+    def drain_notices(self) -> list[str]:
+        notices, self.notices = self.notices, []
+        return notices
+
+    def record_usage(self, agent: AgentState, usage: Usage, cost: float, model: str) -> None:
+        agent.usage = agent.usage + usage
+        agent.cost_usd += cost
+        self.cost_usd += cost
+        self.tokens += usage.total_tokens
+        self.journal.add_usage(
+            self.run_id,
+            agent.agent_id,
+            model=model,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_creation_tokens=usage.cache_creation_input_tokens,
+            cache_read_tokens=usage.cache_read_input_tokens,
+            cost_usd=cost,
+        )
+        self.journal.update_agent(
+            self.run_id,
+            agent.agent_id,
+            input_tokens=agent.usage.input_tokens,
+            output_tokens=agent.usage.output_tokens,
+            cache_creation_tokens=agent.usage.cache_creation_input_tokens,
+            cache_read_tokens=agent.usage.cache_read_input_tokens,
+            cost_usd=agent.cost_usd,
+            turns=agent.turns,
+        )
+        self.journal.update_run(self.run_id, cost_usd=self.cost_usd, tokens=self.tokens)
+        self.publish(
+            ev.UsageUpdated(
+                run_id=self.run_id,
+                agent_id=agent.agent_id,
+                input_tokens=agent.usage.input_tokens,
+                output_tokens=agent.usage.output_tokens,
+                cache_creation_input_tokens=agent.usage.cache_creation_input_tokens,
+                cache_read_input_tokens=agent.usage.cache_read_input_tokens,
+                agent_cost_usd=agent.cost_usd,
+                run_cost_usd=self.cost_usd,
+                run_tokens=self.tokens,
+            )
+        )
+
+    # ------------------------------------------------------------------ agents
+    def new_agent(
+        self,
+        *,
+        role: str,
+        title: str,
+        task: str,
+        parent: AgentState | None,
+        depends_on: tuple[str, ...] = (),
+        mitigates: str | None = None,
+    ) -> AgentState:
+        agent_id = self.journal.next_agent_id(str(self.workspace))
+        model = self.config.model if role == "orchestrator" else self.config.effective_worker_model
+        if not title.strip():
+            title = task.strip().splitlines()[0][:80] if task.strip() else agent_id
+        progress = ProgressFile(
+            self.workspace,
+            agent_id,
+            title=title,
+            parent_id=parent.agent_id if parent else None,
+            role=role,
+            task=task,
+        )
+        agent = AgentState(
+            agent_id=agent_id,
+            run_id=self.run_id,
+            role=role,
+            title=progress.title,
+            task=task,
+            depth=0 if parent is None else parent.depth + 1,
+            parent_id=parent.agent_id if parent else None,
+            model=model,
+            progress=progress,
+            depends_on=depends_on,
+            mitigates=mitigates,
+        )
+        self.agents[agent_id] = agent
+        self.journal.create_agent(
+            self.run_id,
+            agent_id,
+            parent_id=agent.parent_id,
+            role=role,
+            title=agent.title,
+            task=task,
+            depth=agent.depth,
+            depends_on=list(depends_on),
+            mitigates=mitigates,
+            status="queued",
+            model=model,
+        )
+        progress.write()
+        self.publish(
+            ev.AgentSpawned(
+                run_id=self.run_id,
+                agent_id=agent_id,
+                parent_id=agent.parent_id,
+                role=role,
+                title=agent.title,
+                depth=agent.depth,
+                depends_on=depends_on,
+                mitigates=mitigates,
+                progress_file=progress.relative_path,
+            )
+        )
+        self.changes.notify()
+        return agent
+
+    def start_agent(self, agent: AgentState, *, resumed: bool = False) -> None:
+        from ._agent_loop import run_agent  # the loop imports tools that import this module
+
+        if self._tg is None:
+            raise RuntimeError("the run is not running")
+        agent.completed = False
+        agent.task_handle = self._tg.create_task(
+            run_agent(self, agent, resumed=resumed), name=f"agent-{agent.agent_id}"
+        )
+
+    def descendants(self, agent_id: str) -> list[AgentState]:
+        found: list[AgentState] = []
+        frontier = [agent_id]
+        while frontier:
+            parent = frontier.pop()
+            for child in self.agents.values():
+                if child.parent_id == parent:
+                    found.append(child)
+                    frontier.append(child.agent_id)
+        return found
+
+    async def cancel_agent(self, agent_id: str, reason: str) -> int:
+        """Cancel an agent, its helpers and their process trees; returns processes killed."""
+        targets = [self.agents[agent_id], *self.descendants(agent_id)]
+        killed = 0
+        for target in targets:
+            handle = target.task_handle
+            if target.status in ACTIVE:
+                self.set_status(target, "cancelled", reason)
+                target.summary = target.summary or f"cancelled: {reason}"
+                self.journal.update_agent(self.run_id, target.agent_id, summary=target.summary)
+            if handle is not None and not handle.done() and handle is not asyncio.current_task():
+                handle.cancel()
+            if target.blocker_future is not None and not target.blocker_future.done():
+                target.blocker_future.cancel()
+            killed += await self.processes.kill_owner(target.agent_id)
+        return killed
+
+    # ------------------------------------------------------------------ escalations
+    async def escalate(
+        self,
+        agent: AgentState,
+        *,
+        kind: str,
+        question: str,
+        context: str,
+        options: tuple[str, ...],
+        call_id: str | None = None,
+        existing_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Ask the human; waits (holding no slot) until an engine command answers."""
+        self.slots.release(agent.agent_id)
+        if agent.status == "running":
+            self.set_status(agent, "waiting", f"escalation: {question[:80]}")
+        escalation_id = existing_id or self.journal.next_escalation_id(self.run_id)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        escalation = Escalation(
+            escalation_id, self.run_id, agent.agent_id, kind, question, context, options, future
+        )
+        self.escalations[escalation_id] = escalation
+        if existing_id is None:
+            self.journal.create_escalation(
+                self.run_id,
+                escalation_id,
+                agent_id=agent.agent_id,
+                kind=kind,
+                question=question,
+                context=context,
+                options=list(options),
+                call_id=call_id,
+            )
+        self.journal.add_event(
+            self.run_id, "escalation_raised", {"escalation_id": escalation_id, "kind": kind}
+        )
+        self.publish(
+            ev.EscalationRaised(
+                run_id=self.run_id,
+                escalation_id=escalation_id,
+                agent_id=agent.agent_id,
+                kind=kind,
+                question=question,
+                context=context,
+                options=options,
+            )
+        )
+        try:
+            return await future
+        finally:
+            self.escalations.pop(escalation_id, None)
+
+    def answer_escalation(
+        self, escalation_id: str, *, answer: str, choice: str | None, answered_by: str
+    ) -> bool:
+        escalation = self.escalations.get(escalation_id)
+        if escalation is None or escalation.future.done():
+            return False
+        self.journal.answer_escalation(
+            escalation_id, answer=answer, choice=choice, answered_by=answered_by
+        )
+        self.journal.add_event(
+            self.run_id,
+            "escalation_answered",
+            {"escalation_id": escalation_id, "choice": choice, "answered_by": answered_by},
+        )
+        self.publish(
+            ev.EscalationAnswered(
+                run_id=self.run_id,
+                escalation_id=escalation_id,
+                agent_id=escalation.agent_id,
+                answer=answer,
+                choice=choice,
+                answered_by=answered_by,
+            )
+        )
+        escalation.future.set_result({"answer": answer, "choice": choice, "answered_by": answered_by})
+        return True
+
+    def in_background(self, coro: Any, name: str) -> None:
+        """A helper task inside the run's task group (cancelled with the run)."""
+        if self._tg is None:
+            return
+        task = self._tg.create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # ------------------------------------------------------------------ error recovery
+    def on_agent_failed(self, agent: AgentState) -> None:
+        """A failed agent is a blocker; a failed mitigation (or a second failure) escalates."""
+        if agent.mitigates:
+            target = self.agents.get(agent.mitigates)
+            if target is not None and not target.escalated:
+                self.escalate_blocker(target, f"its mitigation {agent.agent_id} failed: {agent.blocker}")
+            return
+        if agent.mitigation_count >= 1 and not agent.escalated:
+            self.escalate_blocker(agent, f"it failed again after its one mitigation: {agent.blocker}")
+
+    def on_mitigator_done(self, mitigator: AgentState) -> None:
+        target = self.agents.get(mitigator.mitigates or "")
+        if target is None:
+            return
+        if target.blocker_future is not None and not target.blocker_future.done():
+            target.blocker_future.set_result(
+                {
+                    "resolution": mitigator.summary or "",
+                    "from": mitigator.agent_id,
+                    "mitigated_by": mitigator.agent_id,
+                }
+            )
+
+    def escalate_blocker(self, agent: AgentState, why: str) -> None:
+        """Automatic escalation of a blocker whose one mitigation is used up."""
+        agent.escalated = True
+        self.journal.update_agent(self.run_id, agent.agent_id, escalated=True)
+        waiting = agent.blocker_future is not None and not agent.blocker_future.done()
+        options = BLOCKER_OPTIONS_WAITING if waiting else BLOCKER_OPTIONS_FAILED
+        question = f"Agent {agent.agent_id} ({agent.title}) is blocked and {why}. How should it proceed?"
+        context = (
+            f"Task: {agent.task}\n\nBlocker: {agent.blocker or agent.status_reason}\n\n"
+            f"Mitigation: {agent.mitigated_by or 'none'}"
+        )
+        self.notice(f"{agent.agent_id} escalated to the human: {why}", level="warning")
+        self.in_background(
+            self._await_blocker_answer(agent, question, context, options),
+            name=f"escalation-{agent.agent_id}",
+        )
+
+    async def _await_blocker_answer(
+        self, agent: AgentState, question: str, context: str, options: tuple[str, ...]
+    ) -> None:
+        reply = await self.escalate(agent, kind="blocker", question=question, context=context, options=options)
+        await self.apply_blocker_answer(agent, reply)
+
+    async def apply_blocker_answer(self, agent: AgentState, reply: dict[str, Any]) -> None:
+        choice = (reply.get("choice") or "").lower()
+        answer = reply.get("answer") or ""
+        self.notice(f"the human answered about {agent.agent_id}: {choice or answer}")
+        if choice.startswith("stop"):
+            self.request_stop("cancelled", f"stopped by the human at the escalation of {agent.agent_id}")
+            return
+        if choice.startswith(("cancel", "skip")):
+            if agent.status in ACTIVE:
+                await self.cancel_agent(agent.agent_id, "cancelled by the human")
+            return
+        waiting = agent.blocker_future is not None and not agent.blocker_future.done()
+        if waiting:
+            assert agent.blocker_future is not None
+            agent.blocker_future.set_result({"resolution": answer, "from": "human", "choice": reply.get("choice")})
+        elif agent.status == "failed" and choice.startswith("retry"):
+            self.restart_agent(agent, f"[human] {answer}")
+
+    def restart_agent(self, agent: AgentState, message: str) -> None:
+        agent.pending_messages.append(message)
+        self.set_status(agent, "queued", "restarted")
+        self.start_agent(agent, resumed=True)
+
+    # ------------------------------------------------------------------ budget
+    async def ensure_budget(self, agent: AgentState) -> None:
+        """Before a model call: at the budget, one escalation asks to raise it or stop."""
+        if self.budget_usd is None or self.cost_usd < self.budget_usd:
+            return
+        async with self._budget_lock:
+            if self.budget_usd is None or self.cost_usd < self.budget_usd:
+                return
+            spent, budget = self.cost_usd, self.budget_usd
+            reply = await self.escalate(
+                agent,
+                kind="budget",
+                question=f"The run has spent ${spent:.2f} of its ${budget:.2f} budget. Raise the budget or stop?",
+                context="Answer with a new budget in USD (e.g. 20) and choose 'Raise the budget', or stop the run.",
+                options=BUDGET_OPTIONS,
+            )
+            choice = (reply.get("choice") or "").lower()
+            if choice.startswith("raise"):
+                numbers = re.findall(r"\d+(?:\.\d+)?", reply.get("answer") or "")
+                wanted = float(numbers[0]) if numbers else 0.0
+                self.budget_usd = wanted if wanted > spent else max(budget * 2, spent * 1.5)
+                self.journal.update_run(
+                    self.run_id, config={**self.config.to_dict(), "budget_usd": self.budget_usd}
+                )
+                self.notice(f"budget raised to ${self.budget_usd:.2f}")
+                return
+            self.request_stop("failed", f"budget of ${budget:.2f} reached")
+            raise asyncio.CancelledError
+
+    # ------------------------------------------------------------------ build
+    async def run_build(self, agent: AgentState) -> dict[str, Any]:
+        command = self.config.build_command
+        if not command:
+            raise ToolError("no build command is configured for this run (start it with --build CMD)")
+        seq_at_start = self.settle_seq
+        self.progress(agent, "UPDATE", f"running the build: {command}")
+        result = await run_command(
+            command,
+            cwd=self.workspace,
+            registry=self.processes,
+            owner=agent.agent_id,
+            timeout_s=self.config.build_timeout_s,
+            max_output=8_000,
+        )
+        passed = result.exit_code == 0 and not result.timed_out
+        tail = "\n".join(result.output.splitlines()[-60:])
+        outcome: dict[str, Any] = {
+            "passed": passed,
+            "exit_code": result.exit_code,
+            "duration_s": round(result.duration_s, 3),
+            "output_tail": tail,
+        }
+        if result.timed_out:
+            outcome["timed_out"] = True
+        if passed:
+            self.build_passed_at = seq_at_start
+            self.builds_failed_in_a_row = 0
+        else:
+            self.build_passed_at = None
+            self.builds_failed_in_a_row += 1
+        self.last_build = {**outcome, "at": time.time()}
+        self.journal.add_event(self.run_id, "build", {k: v for k, v in outcome.items() if k != "output_tail"})
+        self.progress(
+            agent,
+            "UPDATE",
+            f"build {'passed' if passed else 'failed'} (exit {result.exit_code}, {result.duration_s:.1f} s)",
+        )
+        self.publish(
+            ev.BuildFinished(
+                run_id=self.run_id,
+                agent_id=agent.agent_id,
+                passed=passed,
+                exit_code=result.exit_code,
+                duration_s=result.duration_s,
+                failed_in_a_row=self.builds_failed_in_a_row,
+            )
+        )
+        if not passed and self.builds_failed_in_a_row >= self.config.max_fix_rounds:
+            reply = await self.escalate(
+                agent,
+                kind="build",
+                question=(
+                    f"The build has failed {self.builds_failed_in_a_row} times in a row "
+                    f"(max_fix_rounds={self.config.max_fix_rounds}). Keep fixing, finish as a failure, or stop?"
+                ),
+                context=f"Command: {command}\n\nOutput (tail):\n{tail[-3000:]}",
+                options=BUILD_OPTIONS,
+            )
+            outcome["escalation"] = {"answer": reply.get("answer"), "choice": reply.get("choice")}
+            choice = (reply.get("choice") or "").lower()
+            if choice.startswith("keep"):
+                self.builds_failed_in_a_row = 0
+            elif choice.startswith("stop"):
+                self.request_stop("cancelled", "stopped by the human after failing builds")
+        return outcome
+
+    def finish_blockers(self, outcome: str) -> list[str]:
+        """What still stands in the way of ``finish``."""
+        problems: list[str] = []
+        active = self.active_workers()
+        if active:
+            listed = ", ".join(f"{a.agent_id} ({a.status})" for a in active)
+            problems.append(f"{len(active)} agents are still active: {listed}; await or cancel them first")
+        if outcome == "success" and self.config.build_command:
+            if self.build_passed_at is None:
+                problems.append("no passing run_build since the last change; run the build first")
+            elif self.build_passed_at != self.settle_seq:
+                problems.append("an agent finished after the last passing build; run the build again")
+        return problems
+
+    # ------------------------------------------------------------------ lifecycle
+    def request_stop(self, status: str, reason: str) -> None:
+        """Stop the whole run: cancels its task group (from any task, or the outside)."""
+        if self.outcome is None:
+            self.outcome = RunOutcome(status, reason)
+        if self._main_task is not None and not self._main_task.done():
+            self._main_task.cancel()
+
+    def conclude(self, status: str, summary: str, fatal: BaseException | None = None) -> None:
+        """The run ends normally (finish, or the orchestrator failed): let main wind down."""
+        if self.outcome is None:
+            self.outcome = RunOutcome(status, summary, fatal)
+        self.finished.set()
+
+    async def main(self, starters: list[tuple[AgentState, bool]]) -> RunOutcome:
+        """Run to the end. ``starters``: (agent, resumed) pairs to start at once."""
+        self._main_task = asyncio.current_task()  # type: ignore[assignment]
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                watcher = tg.create_task(self._watch_stop_requests(), name=f"stop-watch-{self.run_id}")
+                for agent, resumed in starters:
+                    self.start_agent(agent, resumed=resumed)
+                await self.finished.wait()
+                # the run is over: whatever still runs (stragglers, pending escalations) goes
+                watcher.cancel()
+                for agent in self.agents.values():
+                    if agent.task_handle is not None and not agent.task_handle.done():
+                        agent.task_handle.cancel()
+                for task in list(self._background):
+                    task.cancel()
+        except asyncio.CancelledError:
+            if self.outcome is None:
+                self.outcome = RunOutcome("interrupted", "the run was interrupted")
+            await self._cleanup()
+            raise
+        await self._cleanup()
+        assert self.outcome is not None
+        return self.outcome
+
+    async def _cleanup(self) -> None:
+        # Shielded: a second cancellation must not leave processes or stale statuses behind.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(self.processes.kill_all())
+        outcome = self.outcome or RunOutcome("interrupted", "the run was interrupted")
+        reason = "run stopped" if outcome.status in ("cancelled", "failed") else "run interrupted"
+        if outcome.status == "succeeded":
+            reason = "run finished"
+        for agent in self.agents.values():
+            if agent.status in ACTIVE:
+                self.set_status(agent, "cancelled", reason)
+            if agent.blocker_future is not None and not agent.blocker_future.done():
+                agent.blocker_future.cancel()
+        for escalation in list(self.escalations.values()):
+            if not escalation.future.done():
+                escalation.future.cancel()
+        self.journal.update_run(
+            self.run_id,
+            status=outcome.status,
+            summary=outcome.summary,
+            ended_at=time.time(),
+            cost_usd=self.cost_usd,
+            tokens=self.tokens,
+        )
+        self.journal.add_event(self.run_id, "run_finished", {"status": outcome.status, "summary": outcome.summary})
+        self.publish(
+            ev.RunFinished(
+                run_id=self.run_id, status=outcome.status, summary=outcome.summary, cost_usd=self.cost_usd
+            )
+        )
+        self.changes.notify()
+
+    async def _watch_stop_requests(self) -> None:
+        """``agentray stop`` from another process sets a journal flag; notice it within a second."""
+        while True:
+            await asyncio.sleep(0.5)
+            try:
+                requested = self.journal.stop_requested(self.run_id)
+            except Exception:  # a locked or busy journal must not kill the run
+                log.exception("reading the stop flag failed")
+                continue
+            if requested:
+                self.journal.clear_stop_request(self.run_id)
+                self.request_stop("cancelled", "stopped by `agentray stop`")
+                return
+
+    def fatal(self, agent: AgentState, error: BaseException) -> None:
+        """Errors no agent can work around (bad key, unknown model) end the run at once."""
+        if isinstance(error, ModelAuthError | ModelNotFoundError):
+            self.notice(f"{agent.agent_id}: {error}", level="error", agent_id=agent.agent_id)
+            self.conclude("failed", str(error), fatal=error)
+
+    def settled_states(self) -> frozenset[str]:
+        return SETTLED
+
+    def truncate(self, text: str) -> str:
+        return truncate_text(text, self.config.tool_output_limit)

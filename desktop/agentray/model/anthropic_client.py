@@ -1,0 +1,383 @@
+"""The Anthropic Messages API behind :class:`ModelClient`: streaming, caching, retries, cost.
+
+This is the only module of Agentray that imports ``anthropic``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+import anthropic
+import httpx2
+
+from agentray.errors import (
+    ModelAuthError,
+    ModelError,
+    ModelNotFoundError,
+    ModelRequestError,
+    ModelUnavailableError,
+)
+from agentray.model._caching import add_cache_breakpoints
+from agentray.model._pricing import Pricing
+from agentray.model._ratelimit import RateLimitGate, default_gate
+from agentray.model._types import ModelRequest, ModelResponse, RetryNotice, Usage
+
+__all__ = ["MAX_RETRY_AFTER_S", "AnthropicModelClient"]
+
+log = logging.getLogger("agentray.model")
+
+MAX_RETRY_AFTER_S = 120.0  # a server-given retry-after is honoured in full up to this
+_RETRYABLE_STREAM_ERRORS = frozenset({"overloaded_error", "api_error"})
+_T = TypeVar("_T")
+
+
+class _BrokenStream(Exception):
+    """The stream ended without ``message_stop`` or could not be parsed: the reply is incomplete."""
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """What one failed attempt means: retry (with an optional server delay) or give up with ``error``."""
+
+    reason: str
+    retry: bool
+    retry_after_s: float | None = None
+    rate_limited: bool = False
+    error: ModelError | None = None
+
+
+def _parse_retry_after(headers: Any) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date); None if absent."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    parsed = email.utils.parsedate_tz(value)
+    if parsed is None:
+        return None
+    return max(0.0, float(email.utils.mktime_tz(parsed) - time.time()))
+
+
+def _api_message(exc: anthropic.APIStatusError) -> str:
+    msg = exc.api_message
+    if isinstance(msg, str) and msg:
+        return msg
+    return exc.message or f"HTTP {exc.status_code}"
+
+
+def _stream_error_type(exc: anthropic.APIStatusError) -> str | None:
+    if exc.type:
+        return str(exc.type)
+    body = exc.body
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict) and isinstance(err.get("type"), str):
+            return str(err["type"])
+    return None
+
+
+def _classify(exc: BaseException, model: str) -> _Failure | None:
+    """Map an exception from one attempt; None means it is not ours to handle (a bug): re-raise."""
+    if isinstance(exc, anthropic.APIStatusError):
+        status = exc.status_code
+        if status == 200:
+            # An SSE ``event: error`` after the 200 headers.
+            kind = _stream_error_type(exc) or "unknown_error"
+            if kind in _RETRYABLE_STREAM_ERRORS:
+                return _Failure(f"stream error: {kind}", retry=True)
+            return _Failure(
+                kind,
+                retry=False,
+                error=ModelRequestError(f"the model stream failed ({kind}): {_api_message(exc)}"),
+            )
+        if status in (401, 403):
+            return _Failure(
+                f"HTTP {status}",
+                retry=False,
+                error=ModelAuthError(
+                    f"the API key was rejected ({status}): check ANTHROPIC_API_KEY or `agentray key set`"
+                ),
+            )
+        if status == 404:
+            msg = _api_message(exc)
+            if "model" in msg.lower() or model in msg:
+                return _Failure(
+                    "HTTP 404", retry=False, error=ModelNotFoundError(f"unknown model {model!r}")
+                )
+            return _Failure(
+                "HTTP 404", retry=False, error=ModelRequestError(f"not found (404): {msg}")
+            )
+        retry_after = _parse_retry_after(exc.response.headers)
+        if status == 429:
+            return _Failure(
+                "rate limited (429)", retry=True, retry_after_s=retry_after, rate_limited=True
+            )
+        if status == 529:
+            return _Failure("overloaded (529)", retry=True, retry_after_s=retry_after)
+        if status == 408 or (status >= 500 and status != 501):
+            return _Failure(f"server error ({status})", retry=True, retry_after_s=retry_after)
+        return _Failure(
+            f"HTTP {status}",
+            retry=False,
+            error=ModelRequestError(f"the request was rejected ({status}): {_api_message(exc)}"),
+        )
+    if isinstance(exc, anthropic.APITimeoutError):
+        return _Failure("timed out", retry=True)
+    if isinstance(exc, anthropic.APIConnectionError):
+        return _Failure(f"connection error: {exc.message}", retry=True)
+    if isinstance(exc, httpx2.TransportError):
+        # Raised straight from the body iterator when the connection drops mid-stream.
+        return _Failure(f"connection broken mid-stream ({type(exc).__name__})", retry=True)
+    if isinstance(exc, _BrokenStream):
+        return _Failure(str(exc), retry=True)
+    if isinstance(exc, anthropic.APIError):
+        # e.g. a response the SDK could not validate: retrying the same request will not help.
+        return _Failure(
+            type(exc).__name__,
+            retry=False,
+            error=ModelRequestError(f"unexpected answer from the model endpoint: {exc.message}"),
+        )
+    return None
+
+
+def _block_to_dict(block: Any) -> dict[str, Any]:
+    kind = getattr(block, "type", None)
+    if kind == "text":
+        return {"type": "text", "text": block.text}
+    if kind == "tool_use":
+        raw_input = block.input
+        return {
+            "type": "tool_use",
+            "id": block.id,
+            "name": block.name,
+            "input": dict(raw_input) if isinstance(raw_input, dict) else raw_input,
+        }
+    # thinking and other blocks are kept whole: they must go back to the API unchanged.
+    return cast(dict[str, Any], block.model_dump(mode="json", exclude_none=True))
+
+
+def _usage(raw: Any) -> Usage:
+    def n(name: str) -> int:
+        return int(getattr(raw, name, None) or 0)
+
+    return Usage(
+        input_tokens=n("input_tokens"),
+        output_tokens=n("output_tokens"),
+        cache_creation_input_tokens=n("cache_creation_input_tokens"),
+        cache_read_input_tokens=n("cache_read_input_tokens"),
+    )
+
+
+@dataclass(frozen=True)
+class _Reply:
+    content: list[dict[str, Any]]
+    stop_reason: str | None
+    usage: Usage
+    model: str
+    request_id: str | None
+
+
+class AnthropicModelClient:
+    """:class:`agentray.model.ModelClient` over ``anthropic.AsyncAnthropic``; retries are ours."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str | None = None,
+        pricing: Pricing | None = None,
+        gate: RateLimitGate | None = None,
+        max_attempts: int = 6,
+        backoff_base_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        on_retry: Callable[[RetryNotice], None] | None = None,
+        timeout_s: float = 600.0,
+    ) -> None:
+        self._api_key = api_key
+        self._client = anthropic.AsyncAnthropic(
+            api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_s
+        )
+        self.pricing = pricing if pricing is not None else Pricing.load()
+        self.gate = gate if gate is not None else default_gate()
+        self.max_attempts = max(1, max_attempts)
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.on_retry = on_retry
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"AnthropicModelClient(base_url={str(self._client.base_url)!r})"
+
+    # -- public -----------------------------------------------------------------------------------
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        system, tools, messages = add_cache_breakpoints(
+            request.system, request.tools, request.messages
+        )
+        kwargs: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": request.max_tokens,
+            "messages": messages,
+        }
+        if system:
+            kwargs["system"] = system
+        if tools:
+            kwargs["tools"] = tools
+
+        started = time.monotonic()
+        reply, retries = await self._with_retries(
+            lambda: self._stream_once(kwargs), request.model, request.agent_id
+        )
+        return ModelResponse(
+            content=reply.content,
+            stop_reason=reply.stop_reason,
+            usage=reply.usage,
+            cost_usd=self.pricing.cost(request.model, reply.usage),
+            model=reply.model or request.model,
+            duration_s=time.monotonic() - started,
+            request_id=reply.request_id,
+            retries=retries,
+        )
+
+    async def count_tokens(self, request: ModelRequest) -> int:
+        kwargs: dict[str, Any] = {"model": request.model, "messages": request.messages}
+        if request.system:
+            kwargs["system"] = request.system
+        if request.tools:
+            kwargs["tools"] = request.tools
+
+        async def once() -> int:
+            result = await self._client.messages.count_tokens(**kwargs)
+            return int(result.input_tokens)
+
+        count, _ = await self._with_retries(once, request.model, request.agent_id)
+        return count
+
+    async def verify(self, model: str = "claude-haiku-4-5") -> None:
+        """One cheap call to check key, endpoint and model; raises a :class:`ModelError` if they fail."""
+        messages: list[dict[str, Any]] = [{"role": "user", "content": "ping"}]
+
+        async def once() -> None:
+            try:
+                await self._client.messages.count_tokens(model=model, messages=cast(Any, messages))
+            except anthropic.NotFoundError as exc:
+                if "model" in _api_message(exc).lower():
+                    raise
+                # An endpoint without count_tokens (a proxy): a one-token reply checks the same things.
+                await self._client.messages.create(
+                    model=model, max_tokens=1, messages=cast(Any, messages)
+                )
+
+        await self._with_retries(once, model, None, max_attempts=min(2, self.max_attempts))
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    # -- internals --------------------------------------------------------------------------------
+
+    async def _stream_once(self, kwargs: dict[str, Any]) -> _Reply:
+        async with self._client.messages.stream(**kwargs) as stream:
+            saw_stop = False
+            try:
+                async for event in stream:
+                    if event.type == "message_stop":
+                        saw_stop = True
+            except (ValueError, RuntimeError, AssertionError) as exc:
+                # The SDK failing to assemble the events (cut-off JSON, events out of order).
+                raise _BrokenStream(f"malformed stream ({type(exc).__name__})") from exc
+            if not saw_stop:
+                raise _BrokenStream("the stream ended before message_stop")
+            message = stream.current_message_snapshot
+            if message.stop_reason is None:
+                raise _BrokenStream("the stream ended without a stop_reason")
+            return _Reply(
+                content=[_block_to_dict(b) for b in message.content],
+                stop_reason=message.stop_reason,
+                usage=_usage(message.usage),
+                model=message.model,
+                request_id=stream.request_id,
+            )
+
+    def _backoff(self, attempt: int) -> float:
+        # Exponential with jitter in [50 %, 100 %], so concurrent callers spread out.
+        ceiling = min(self.backoff_max_s, self.backoff_base_s * (2 ** (attempt - 1)))
+        return ceiling * random.uniform(0.5, 1.0)
+
+    def _scrub(self, text: str) -> str:
+        # Belt and braces: the API never echoes the key, but no message of ours may carry it.
+        # (Keys too short to be real would only mangle the text.)
+        if len(self._api_key) >= 8:
+            return text.replace(self._api_key, "[redacted]")
+        return text
+
+    async def _with_retries(
+        self,
+        once: Callable[[], Awaitable[_T]],
+        model: str,
+        agent_id: str | None,
+        *,
+        max_attempts: int | None = None,
+    ) -> tuple[_T, int]:
+        attempts = max_attempts or self.max_attempts
+        last_reason = "no attempt made"
+        last_exc: BaseException | None = None
+        for attempt in range(1, attempts + 1):
+            await self.gate.wait()
+            try:
+                return await once(), attempt - 1
+            except Exception as exc:
+                failure = _classify(exc, model)
+                if failure is None:
+                    raise
+                last_reason, last_exc = self._scrub(failure.reason), exc
+                if not failure.retry:
+                    assert failure.error is not None
+                    err = type(failure.error)(self._scrub(str(failure.error)))
+                    raise err from exc
+                if attempt == attempts:
+                    break
+                if failure.retry_after_s is not None:
+                    delay = min(failure.retry_after_s, MAX_RETRY_AFTER_S)
+                else:
+                    delay = self._backoff(attempt)
+                if failure.rate_limited:
+                    # Rate limits are per organisation: hold every call of the process, not only ours.
+                    self.gate.hold_off(delay)
+                log.warning(
+                    "model call %s attempt %d/%d failed (%s); retrying in %.2fs",
+                    agent_id or "-",
+                    attempt,
+                    attempts,
+                    last_reason,
+                    delay,
+                )
+                self._notify(RetryNotice(agent_id, attempt, delay, last_reason))
+                await asyncio.sleep(delay)
+        raise ModelUnavailableError(
+            f"the model endpoint is unavailable after {attempts} attempts; last error: {last_reason}"
+        ) from last_exc
+
+    def _notify(self, notice: RetryNotice) -> None:
+        if self.on_retry is None:
+            return
+        try:
+            self.on_retry(notice)
+        except Exception:  # a broken listener must not break the call
+            log.exception("on_retry callback failed")

@@ -1,0 +1,64 @@
+"""The environment agents' commands run with: the user's, minus anything that looks secret."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+
+__all__ = ["is_secret_name", "is_secret_value", "scrubbed_env"]
+
+# Substrings of variable NAMES that mark a secret (matched case-insensitively). Deliberately broad:
+# losing e.g. SSH_AUTH_SOCK or DBUS_SESSION_BUS_ADDRESS costs little, leaking a key costs a lot.
+_SECRET_NAME_PARTS = (
+    "KEY",
+    "TOKEN",
+    "SECRET",
+    "PASSWORD",
+    "PASSWD",
+    "CREDENTIAL",
+    "AUTH",
+    "SESSION",
+    "COOKIE",
+    "PRIVATE",
+)
+
+# VALUES that look like a credential whatever the variable is called.
+_SECRET_VALUE = re.compile(
+    r"""^(?:
+        sk-                                   # OpenAI / Anthropic (sk-ant-) style keys
+      | gh[pousr]_ | github_pat_              # GitHub tokens
+      | xox[abposr]-                          # Slack tokens
+      | (?:AKIA|ASIA)[0-9A-Z]{12,}            # AWS access key ids
+      | glpat-                                # GitLab personal tokens
+      | AIza[0-9A-Za-z_\-]{20,}               # Google API keys
+      | -----BEGIN[ A-Z]*PRIVATE\ KEY-----    # PEM private keys
+    )""",
+    re.VERBOSE,
+)
+# URLs with an embedded password (proxy or database URLs): scheme://user:pass@host
+_URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.\-]*://[^/\s:@]+:[^/\s@]+@", re.IGNORECASE)
+
+
+def is_secret_name(name: str) -> bool:
+    upper = name.upper()
+    return upper.startswith("ANTHROPIC_") or any(part in upper for part in _SECRET_NAME_PARTS)
+
+
+def is_secret_value(value: str) -> bool:
+    stripped = value.strip()
+    return bool(_SECRET_VALUE.match(stripped) or _URL_WITH_PASSWORD.search(stripped))
+
+
+def scrubbed_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A copy of ``base`` (default ``os.environ``) without secrets, set up for non-interactive use."""
+    source = os.environ if base is None else base
+    env = {
+        name: value
+        for name, value in source.items()
+        if not is_secret_name(name) and not is_secret_value(value)
+    }
+    # Output arrives while the command runs, and git never waits for a password on a closed stdin.
+    env["PYTHONUNBUFFERED"] = "1"
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    return env

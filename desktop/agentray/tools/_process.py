@@ -1,0 +1,371 @@
+"""``run_command`` and the registry that lets cancel / Stop all kill every process an agent started.
+
+Commands run in a new session (``start_new_session``), so the shell is the leader of its own
+process group and session. Killing a tree means: collect the psutil descendants of the root and
+every process still in its session *before* signalling (children die first and would lose their
+parent link otherwise), SIGTERM the group and each process, wait for the grace period, SIGKILL
+survivors. Our own children are never waited for with psutil (that would reap them and steal the
+exit status from asyncio); we poll for "gone or zombie" instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import math
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from agentray.errors import ToolError
+from agentray.tools._env import scrubbed_env
+from agentray.tools._truncate import split_limit, truncation_note
+
+__all__ = ["MAX_TIMEOUT_S", "CommandResult", "ProcessRegistry", "run_command"]
+
+MAX_TIMEOUT_S = 3600.0
+_POLL_S = 0.02
+_DRAIN_S = 2.0  # how long to wait for the output pipe to close after the process tree is gone
+_LEFTOVER_GRACE_S = 1.0
+
+# Cleanup tasks that must outlive a cancelled caller; kept referenced so they are not collected.
+_background: set[asyncio.Task[Any]] = set()
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    exit_code: int | None
+    timed_out: bool
+    output: str
+    duration_s: float
+    killed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "exit_code": self.exit_code,
+            "timed_out": self.timed_out,
+            "duration_s": round(self.duration_s, 3),
+            "output": self.output,
+        }
+        if self.killed:
+            out["killed"] = True
+        return out
+
+
+# --------------------------------------------------------------------------------- tree killing
+
+
+def _create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.Error, OSError):
+        return None
+
+
+def _is_gone(proc: psutil.Process) -> bool:
+    try:
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
+
+
+def _collect_tree(root_pid: int, create_time: float | None) -> list[psutil.Process]:
+    """The root (if it is still ours), its descendants, and everything left in its session."""
+    me = os.getpid()
+    found: dict[int, psutil.Process] = {}
+    try:
+        root = psutil.Process(root_pid)
+        if create_time is not None and abs(root.create_time() - create_time) > 0.01:
+            # The pid was reused by an unrelated process: ours and its session are gone
+            # (the kernel does not hand out a pid still used as a session or group id).
+            return []
+        found[root_pid] = root
+        for child in root.children(recursive=True):
+            found[child.pid] = child
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.Error:
+        return []
+    for proc in psutil.process_iter():
+        if proc.pid in found or proc.pid == me:
+            continue
+        try:
+            if os.getsid(proc.pid) == root_pid:
+                found[proc.pid] = proc
+        except OSError:
+            continue
+    found.pop(me, None)
+    return [p for p in found.values() if not _is_gone(p)]
+
+
+def _signal_all(root_pid: int, procs: list[psutil.Process], sig: signal.Signals) -> None:
+    # The group catches processes forked after collection; never signal our own group.
+    if root_pid != os.getpgrp():
+        with contextlib.suppress(OSError):
+            os.killpg(root_pid, sig)
+    for proc in procs:
+        with contextlib.suppress(psutil.Error, OSError):
+            proc.send_signal(sig)
+
+
+def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    deadline = time.monotonic() + timeout
+    alive = [p for p in procs if not _is_gone(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(_POLL_S)
+        alive = [p for p in alive if not _is_gone(p)]
+    return alive
+
+
+def _kill_tree_sync(root_pid: int, create_time: float | None, grace_s: float) -> int:
+    procs = _collect_tree(root_pid, create_time)[:1]
+    if not procs:
+        return 0
+    _signal_all(root_pid, procs, signal.SIGTERM)
+    survivors = _wait_gone(procs, grace_s)
+    if survivors:
+        _signal_all(root_pid, survivors, signal.SIGKILL)
+        _wait_gone(survivors, 1.0)
+    return len(procs)
+
+
+class ProcessRegistry:
+    """Every process an agent starts, tracked as a tree so cancel / stop-all can kill it whole."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owners: dict[int, str] = {}
+        self._created: dict[int, float | None] = {}
+        self._killed: set[int] = set()
+
+    def track(self, pid: int, owner: str) -> None:
+        created = _create_time(pid)
+        with self._lock:
+            self._owners[pid] = owner
+            self._created[pid] = created
+            self._killed.discard(pid)
+
+    def untrack(self, pid: int) -> None:
+        with self._lock:
+            self._owners.pop(pid, None)
+            self._created.pop(pid, None)
+            self._killed.discard(pid)
+
+    def pids(self, owner: str | None = None) -> list[int]:
+        with self._lock:
+            return sorted(p for p, o in self._owners.items() if owner is None or o == owner)
+
+    def was_killed(self, pid: int) -> bool:
+        """Whether a kill_* call signalled this tracked process tree."""
+        with self._lock:
+            return pid in self._killed
+
+    async def kill_tree(self, pid: int, grace_s: float = 2.0) -> int:
+        """Kill one process tree (and its session); returns how many processes were signalled."""
+        return await self._kill(pid, grace_s, mark=True)
+
+    async def _kill(self, pid: int, grace_s: float, *, mark: bool) -> int:
+        with self._lock:
+            created = self._created.get(pid)
+            if mark and pid in self._owners:
+                self._killed.add(pid)
+        return await asyncio.to_thread(_kill_tree_sync, pid, created, grace_s)
+
+    async def kill_owner(self, owner: str, grace_s: float = 2.0) -> int:
+        return await self._kill_many(self.pids(owner), grace_s)
+
+    async def kill_all(self, grace_s: float = 2.0) -> int:
+        return await self._kill_many(self.pids(), grace_s)
+
+    async def _kill_many(self, pids: list[int], grace_s: float) -> int:
+        # Concurrently, so N trees cost one grace period, not N.
+        counts = await asyncio.gather(*(self.kill_tree(pid, grace_s) for pid in pids))
+        return sum(counts)
+
+
+# --------------------------------------------------------------------------------- run_command
+
+
+class _BoundedOutput:
+    """Keeps the first ``head`` and last ``tail`` characters of a stream, counting the rest."""
+
+    def __init__(self, limit: int) -> None:
+        self._head_cap, self._tail_cap = split_limit(limit)
+        self._head: list[str] = []
+        self._head_len = 0
+        self._tail = ""
+        self.total = 0
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def feed(self, data: bytes, final: bool = False) -> None:
+        self._add(self._decoder.decode(data, final))
+
+    def _add(self, text: str) -> None:
+        if not text:
+            return
+        self.total += len(text)
+        room = self._head_cap - self._head_len
+        if room > 0:
+            self._head.append(text[:room])
+            self._head_len += min(room, len(text))
+            text = text[room:]
+        if text and self._tail_cap:
+            self._tail = (self._tail + text)[-self._tail_cap :]
+
+    def text(self) -> str:
+        head = "".join(self._head)
+        kept = self._head_len + len(self._tail)
+        if kept >= self.total:
+            return head + self._tail
+        return head + truncation_note(self.total - kept, self.total) + self._tail
+
+
+class _CommandProtocol(asyncio.SubprocessProtocol):
+    """Feeds output into a bounded buffer and reports exit and pipe closure separately.
+
+    (``asyncio.subprocess.Process.wait()`` also waits for the pipes to close, so a background
+    child holding stdout would make it hang long after the shell exited.)
+    """
+
+    def __init__(self, out: _BoundedOutput, loop: asyncio.AbstractEventLoop) -> None:
+        self._out = out
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+
+    def pipe_data_received(self, fd: int, data: bytes | bytearray) -> None:
+        self._out.feed(bytes(data))
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # All pipes are closed and the process has exited.
+        self._out.feed(b"", final=True)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+async def _wait_future(fut: asyncio.Future[None], timeout: float) -> bool:
+    """Wait for ``fut`` without cancelling it on timeout; True when it completed."""
+    done, _ = await asyncio.wait({fut}, timeout=timeout)
+    return bool(done)
+
+
+async def _kill_and_reap(
+    pid: int,
+    registry: ProcessRegistry,
+    transport: asyncio.SubprocessTransport,
+    protocol: _CommandProtocol,
+) -> None:
+    try:
+        await registry._kill(pid, 2.0, mark=False)
+        await _wait_future(protocol.exited, 5.0)
+    finally:
+        transport.close()
+
+
+def _check_timeout(timeout_s: object) -> float:
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float):
+        raise ToolError("timeout_s must be a number of seconds")
+    value = float(timeout_s)
+    if math.isnan(value) or value <= 0:
+        raise ToolError("timeout_s must be greater than 0")
+    return min(value, MAX_TIMEOUT_S)
+
+
+async def run_command(
+    command: str,
+    *,
+    cwd: Path,
+    registry: ProcessRegistry,
+    owner: str,
+    timeout_s: float = 120.0,
+    max_output: int = 30_000,
+    env: Mapping[str, str] | None = None,
+) -> CommandResult:
+    """Run ``command`` with ``sh`` in ``cwd``; output is stdout+stderr, head and tail kept.
+
+    Background processes still running when the command ends are killed with it: a command's
+    process tree never outlives the call.
+    """
+    if not isinstance(command, str):
+        raise ToolError("command must be a string")
+    if not command.strip():
+        raise ToolError("command must not be empty")
+    if "\0" in command:
+        raise ToolError("command must not contain NUL bytes")
+    timeout = _check_timeout(timeout_s)
+    if isinstance(max_output, bool) or not isinstance(max_output, int) or max_output < 1:
+        raise ToolError("max_output must be a positive integer")
+
+    loop = asyncio.get_running_loop()
+    out = _BoundedOutput(max_output)
+    started = time.monotonic()
+    try:
+        transport, protocol = await loop.subprocess_shell(
+            lambda: _CommandProtocol(out, loop),
+            command,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=dict(scrubbed_env() if env is None else env),
+        )
+    except OSError as exc:
+        # A missing or non-directory cwd lands here too (the child's chdir fails).
+        raise ToolError(f"cannot start the command in {cwd}: {exc.strerror or exc}") from None
+
+    pid = transport.get_pid()
+    registry.track(pid, owner)
+    timed_out = False
+    leftovers = 0
+    try:
+        if not await _wait_future(protocol.exited, timeout):
+            timed_out = True
+            await registry._kill(pid, 2.0, mark=False)
+            await protocol.exited
+        else:
+            # The shell has ended; anything still in its session was started in the background.
+            leftovers = await registry._kill(pid, _LEFTOVER_GRACE_S, mark=False)
+        # Drain what is left in the pipe; something that escaped (setsid) may hold it open.
+        await _wait_future(protocol.closed, _DRAIN_S)
+    except BaseException:
+        # Cancelled (or failed): the tree must die whatever happens to this task.
+        cleanup = asyncio.ensure_future(_kill_and_reap(pid, registry, transport, protocol))
+        _background.add(cleanup)
+        cleanup.add_done_callback(_background.discard)
+        # If we are cancelled again while waiting, the shielded cleanup still runs to the end.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(cleanup)
+        raise
+    finally:
+        killed = registry.was_killed(pid)
+        registry.untrack(pid)
+
+    transport.close()
+    output = out.text()
+    if leftovers and not timed_out:
+        output += (
+            f"\n[agentray: stopped {leftovers} background process(es) still running when the "
+            "command ended; start a server and its clients within one command]"
+        )
+    return CommandResult(
+        exit_code=None if timed_out else transport.get_returncode(),
+        timed_out=timed_out,
+        output=output,
+        duration_s=time.monotonic() - started,
+        killed=killed or timed_out,
+    )

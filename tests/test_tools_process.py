@@ -1,0 +1,250 @@
+"""run_command and ProcessRegistry with real subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import psutil
+import pytest
+
+from agentray.errors import ToolError
+from agentray.tools import CommandResult, ProcessRegistry, run_command
+
+PY = shlex.quote(sys.executable)
+
+
+def _dead(pid: int) -> bool:
+    """Gone, or a zombie nobody reaped yet (killed either way)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _all_dead(pids: list[int], within: float = 5.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if all(_dead(p) for p in pids):
+            return True
+        time.sleep(0.02)
+    return all(_dead(p) for p in pids)
+
+
+async def _pids_from_file(path: Path, count: int, within: float = 10.0) -> list[int]:
+    """Wait until a command wrote ``count`` pids (one per line) to ``path``."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if path.exists():
+            lines = path.read_text().split()
+            if len(lines) >= count:
+                return [int(x) for x in lines[:count]]
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{path} never got {count} pids")
+
+
+# A tree: the shell, two background sleeps, pids written to a file so the test can check them.
+def _tree_command(pidfile: Path) -> str:
+    f = shlex.quote(str(pidfile))
+    return f"sh -c 'sleep 100 & echo $! >> {f}; sleep 100 & echo $! >> {f}; wait'"
+
+
+@pytest.fixture
+def registry() -> ProcessRegistry:
+    return ProcessRegistry()
+
+
+async def test_exit_code_and_combined_output(tmp_path: Path, registry: ProcessRegistry) -> None:
+    result = await run_command(
+        "echo out; echo err >&2; pwd; exit 3", cwd=tmp_path, registry=registry, owner="a"
+    )
+    assert isinstance(result, CommandResult)
+    assert result.exit_code == 3
+    assert result.timed_out is False and result.killed is False
+    assert result.output == f"out\nerr\n{tmp_path}\n"
+    assert result.to_dict() == {
+        "exit_code": 3,
+        "timed_out": False,
+        "duration_s": round(result.duration_s, 3),
+        "output": result.output,
+    }
+    assert registry.pids() == []
+
+
+async def test_stdin_is_closed(tmp_path: Path, registry: ProcessRegistry) -> None:
+    result = await run_command("cat; echo done", cwd=tmp_path, registry=registry, owner="a")
+    assert result.exit_code == 0 and result.output == "done\n"
+
+
+async def test_large_output_is_capped_with_bounded_memory(
+    tmp_path: Path, registry: ProcessRegistry
+) -> None:
+    cmd = f"{PY} -c \"import sys; sys.stdout.write('START' + 'x' * 5_000_000 + 'END')\""
+    tracemalloc.start()
+    try:
+        result = await run_command(
+            cmd, cwd=tmp_path, registry=registry, owner="a", max_output=10_000
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.exit_code == 0
+    assert result.output.startswith("START") and result.output.endswith("END")
+    assert "[truncated 4990008 characters of 5000008; showing head and tail]" in result.output
+    assert len(result.output) <= 10_000 + 100
+    assert peak < 2_000_000  # 5 MB of output never sits in memory at once
+
+
+async def test_timeout_kills_the_whole_tree(tmp_path: Path, registry: ProcessRegistry) -> None:
+    pidfile = tmp_path / "pids"
+    started = time.monotonic()
+    result = await run_command(
+        _tree_command(pidfile), cwd=tmp_path, registry=registry, owner="a", timeout_s=0.5
+    )
+    assert time.monotonic() - started < 10
+    assert result.timed_out is True and result.exit_code is None and result.killed is True
+    assert result.to_dict()["killed"] is True
+    pids = [int(x) for x in pidfile.read_text().split()]
+    assert len(pids) == 2
+    assert _all_dead(pids)
+    assert registry.pids() == []
+
+
+async def test_cancellation_kills_the_tree_and_reraises(
+    tmp_path: Path, registry: ProcessRegistry
+) -> None:
+    pidfile = tmp_path / "pids"
+    task = asyncio.create_task(
+        run_command(_tree_command(pidfile), cwd=tmp_path, registry=registry, owner="a")
+    )
+    pids = await _pids_from_file(pidfile, 2)
+    assert not any(_dead(p) for p in pids)
+    assert len(registry.pids("a")) == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert _all_dead(pids)
+    assert registry.pids() == []
+
+
+async def test_kill_owner_kills_only_that_owner(tmp_path: Path, registry: ProcessRegistry) -> None:
+    file_a, file_b = tmp_path / "a", tmp_path / "b"
+    task_a = asyncio.create_task(
+        run_command(_tree_command(file_a), cwd=tmp_path, registry=registry, owner="A")
+    )
+    task_b = asyncio.create_task(
+        run_command(_tree_command(file_b), cwd=tmp_path, registry=registry, owner="B")
+    )
+    pids_a = await _pids_from_file(file_a, 2)
+    pids_b = await _pids_from_file(file_b, 2)
+    assert len(registry.pids()) == 2
+
+    killed = await registry.kill_owner("A", grace_s=2.0)
+    assert killed >= 3  # the two shells and the sleeps (dash may exec the inner sh)
+    result_a = await asyncio.wait_for(task_a, 10)
+    assert result_a.killed is True and result_a.timed_out is False
+    assert result_a.exit_code is not None and result_a.exit_code != 0
+    assert _all_dead(pids_a)
+    assert not any(_dead(p) for p in pids_b)
+    assert not task_b.done()
+    assert await registry.kill_owner("A") == 0  # nothing left: safe to repeat
+
+    assert await registry.kill_all(grace_s=2.0) >= 3
+    result_b = await asyncio.wait_for(task_b, 10)
+    assert result_b.killed is True
+    assert _all_dead(pids_b)
+    assert registry.pids() == []
+    assert await registry.kill_all() == 0
+
+
+async def test_kill_escapes_sigterm_with_sigkill(tmp_path: Path, registry: ProcessRegistry) -> None:
+    pidfile = tmp_path / "pids"
+    f = shlex.quote(str(pidfile))
+    cmd = f"sh -c 'trap \"\" TERM; echo $$ >> {f}; while :; do sleep 0.05; done'"
+    task = asyncio.create_task(run_command(cmd, cwd=tmp_path, registry=registry, owner="x"))
+    [stubborn] = await _pids_from_file(pidfile, 1)
+    assert await registry.kill_owner("x", grace_s=0.3) >= 1
+    result = await asyncio.wait_for(task, 10)
+    assert result.killed is True
+    assert _all_dead([stubborn])
+
+
+async def test_background_leftovers_are_stopped(tmp_path: Path, registry: ProcessRegistry) -> None:
+    pidfile = tmp_path / "pids"
+    f = shlex.quote(str(pidfile))
+    started = time.monotonic()
+    result = await run_command(
+        f"sleep 100 & echo $! > {f}; echo started", cwd=tmp_path, registry=registry, owner="a"
+    )
+    assert time.monotonic() - started < 10  # does not wait for the background sleep
+    assert result.exit_code == 0
+    assert result.output.startswith("started\n")
+    assert "stopped 1 background process" in result.output
+    assert _all_dead([int(pidfile.read_text())])
+
+
+async def test_env_is_scrubbed(
+    tmp_path: Path, registry: ProcessRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-parent")
+    monkeypatch.setenv("OPENAI_API_KEY", "openai-parent")
+    monkeypatch.setenv("MY_TOKEN", "token-parent")
+    monkeypatch.setenv("SOMEVAR", "sk-ant-xxx")
+    monkeypatch.setenv("KEEP_ME", "visible")
+    result = await run_command("env", cwd=tmp_path, registry=registry, owner="a")
+    names = {line.split("=", 1)[0] for line in result.output.splitlines() if "=" in line}
+    for secret in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "MY_TOKEN", "SOMEVAR"):
+        assert secret not in names
+    assert "parent" not in result.output and "sk-ant" not in result.output
+    assert {"PATH", "KEEP_ME", "PYTHONUNBUFFERED", "GIT_TERMINAL_PROMPT"} <= names
+    assert "GIT_TERMINAL_PROMPT=0" in result.output.splitlines()
+
+
+async def test_explicit_env_is_used_as_given(tmp_path: Path, registry: ProcessRegistry) -> None:
+    env = {"PATH": os.environ["PATH"], "ONLY": "this"}
+    result = await run_command("env", cwd=tmp_path, registry=registry, owner="a", env=env)
+    assert "ONLY=this" in result.output.splitlines()
+    assert "HOME=" not in result.output
+
+
+async def test_runs_in_its_own_session(tmp_path: Path, registry: ProcessRegistry) -> None:
+    cmd = f"{PY} -c 'import os; print(os.getpgrp(), os.getsid(0))'"
+    result = await run_command(cmd, cwd=tmp_path, registry=registry, owner="a")
+    pgid, sid = (int(x) for x in result.output.split())
+    assert pgid != os.getpgrp()
+    assert sid != os.getsid(0)
+
+
+async def test_argument_validation(tmp_path: Path, registry: ProcessRegistry) -> None:
+    async def run(command: object = "true", **kw: object) -> CommandResult:
+        return await run_command(
+            command,  # type: ignore[arg-type]
+            cwd=kw.pop("cwd", tmp_path),  # type: ignore[arg-type]
+            registry=registry,
+            owner="a",
+            **kw,  # type: ignore[arg-type]
+        )
+
+    for bad, message in [
+        ({"timeout_s": 0}, "greater than 0"),
+        ({"timeout_s": -1.5}, "greater than 0"),
+        ({"timeout_s": "10"}, "number of seconds"),
+        ({"timeout_s": True}, "number of seconds"),
+        ({"timeout_s": float("nan")}, "greater than 0"),
+        ({"max_output": 0}, "positive integer"),
+        ({"cwd": tmp_path / "missing"}, "cannot start the command"),
+    ]:
+        with pytest.raises(ToolError, match=message):
+            await run(**bad)
+    with pytest.raises(ToolError, match="command must be a string"):
+        await run(["ls"])
+    with pytest.raises(ToolError, match="must not be empty"):
+        await run("  ")
+    # Huge timeouts are clamped, not refused.
+    assert (await run("true", timeout_s=1e9)).exit_code == 0
+    assert registry.pids() == []

@@ -9,6 +9,7 @@ import sys
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -221,16 +222,14 @@ async def test_runs_in_its_own_session(tmp_path: Path, registry: ProcessRegistry
 
 
 async def test_argument_validation(tmp_path: Path, registry: ProcessRegistry) -> None:
-    async def run(command: object = "true", **kw: object) -> CommandResult:
-        return await run_command(
-            command,  # type: ignore[arg-type]
-            cwd=kw.pop("cwd", tmp_path),  # type: ignore[arg-type]
-            registry=registry,
-            owner="a",
-            **kw,  # type: ignore[arg-type]
-        )
+    untyped: Any = run_command  # the model can send anything; bypass the static types on purpose
 
-    for bad, message in [
+    async def run(command: object = "true", **kw: Any) -> CommandResult:
+        cwd = kw.pop("cwd", tmp_path)
+        result: CommandResult = await untyped(command, cwd=cwd, registry=registry, owner="a", **kw)
+        return result
+
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"timeout_s": 0}, "greater than 0"),
         ({"timeout_s": -1.5}, "greater than 0"),
         ({"timeout_s": "10"}, "number of seconds"),
@@ -238,7 +237,8 @@ async def test_argument_validation(tmp_path: Path, registry: ProcessRegistry) ->
         ({"timeout_s": float("nan")}, "greater than 0"),
         ({"max_output": 0}, "positive integer"),
         ({"cwd": tmp_path / "missing"}, "cannot start the command"),
-    ]:
+    ]
+    for bad, message in cases:
         with pytest.raises(ToolError, match=message):
             await run(**bad)
     with pytest.raises(ToolError, match="command must be a string"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -296,30 +297,34 @@ def test_search_files(tree: Workspace) -> None:
 
 
 def test_wrong_argument_types_are_tool_errors(layout: tuple[Workspace, Path]) -> None:
-    ws, _ = layout
-    (ws.root / "f.txt").write_text("a\n")
+    real, _ = layout
+    (real.root / "f.txt").write_text("a\n")
+    ws: Any = real  # the model can send anything; bypass the static types on purpose
     cases = [
-        (lambda: ws.read_file(123), "path must be a string"),  # type: ignore[arg-type]
-        (lambda: ws.read_file(None), "path must be a string"),  # type: ignore[arg-type]
-        (lambda: ws.read_file("f.txt", offset="1"), "offset must be an integer"),  # type: ignore[arg-type]
+        (lambda: ws.read_file(123), "path must be a string"),
+        (lambda: ws.read_file(None), "path must be a string"),
+        (lambda: ws.read_file("f.txt", offset="1"), "offset must be an integer"),
         (lambda: ws.read_file("f.txt", limit=True), "limit must be an integer"),
         (lambda: ws.read_file("f.txt", offset=-1), "offset must be at least 0"),
         (lambda: ws.read_file("f.txt", limit=0), "limit must be at least 1"),
-        (lambda: ws.write_file("f.txt", None), "content must be a string"),  # type: ignore[arg-type]
-        (lambda: ws.write_file(["f.txt"], "x"), "path must be a string"),  # type: ignore[arg-type]
-        (lambda: ws.edit_file("f.txt", 1, "b"), "old_string must be a string"),  # type: ignore[arg-type]
+        (lambda: ws.write_file("f.txt", None), "content must be a string"),
+        (lambda: ws.write_file(["f.txt"], "x"), "path must be a string"),
+        (lambda: ws.edit_file("f.txt", 1, "b"), "old_string must be a string"),
         (lambda: ws.edit_file("f.txt", "", "b"), "old_string must not be empty"),
-        (lambda: ws.edit_file("f.txt", "a", None), "new_string must be a string"),  # type: ignore[arg-type]
-        (lambda: ws.edit_file("f.txt", "a", "b", replace_all="yes"), "replace_all must be a boolean"),  # type: ignore[arg-type]
-        (lambda: ws.list_files(glob=3), "glob must be a string"),  # type: ignore[arg-type]
-        (lambda: ws.list_files(limit="9"), "limit must be an integer"),  # type: ignore[arg-type]
-        (lambda: ws.search_files(None), "pattern must be a string"),  # type: ignore[arg-type]
-        (lambda: ws.search_files("a", path=5), "path must be a string"),  # type: ignore[arg-type]
+        (lambda: ws.edit_file("f.txt", "a", None), "new_string must be a string"),
+        (
+            lambda: ws.edit_file("f.txt", "a", "b", replace_all="yes"),
+            "replace_all must be a boolean",
+        ),
+        (lambda: ws.list_files(glob=3), "glob must be a string"),
+        (lambda: ws.list_files(limit="9"), "limit must be an integer"),
+        (lambda: ws.search_files(None), "pattern must be a string"),
+        (lambda: ws.search_files("a", path=5), "path must be a string"),
     ]
     for call, message in cases:
         with pytest.raises(ToolError, match=message):
             call()
-    assert (ws.root / "f.txt").read_text() == "a\n"
+    assert (real.root / "f.txt").read_text() == "a\n"
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -316,7 +316,7 @@ async def tools_dispatch(
     # A waiting tool gives its concurrency slot back while it waits (so nesting cannot deadlock
     # the cap); the rest of the turn runs without one and the next model call takes one again.
     run.slots.release(agent.agent_id)
-    if agent.status == "running":
+    if agent.status == "running" and name != "report_blocker":  # that one goes straight to "blocked"
         run.set_status(agent, "waiting", name)
     try:
         return await tool.handler(run, agent, {**args, "_call_id": call_id})

@@ -8,7 +8,7 @@ from typing import Any
 
 __all__ = ["DEFAULT_MODEL", "RunConfig"]
 
-DEFAULT_MODEL = "claude-sonnet-4-5"
+DEFAULT_MODEL = "claude-sonnet-4-6"
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,7 @@ def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Proce
 
 
 def _kill_tree_sync(root_pid: int, create_time: float | None, grace_s: float) -> int:
-    procs = _collect_tree(root_pid, create_time)[:1]
+    procs = _collect_tree(root_pid, create_time)
     if not procs:
         return 0
     _signal_all(root_pid, procs, signal.SIGTERM)
@@ -336,7 +336,7 @@ async def run_command(
         if not await _wait_future(protocol.exited, timeout):
             timed_out = True
             await registry._kill(pid, 2.0, mark=False)
-            await protocol.exited
+            await _wait_future(protocol.exited, 5.0)
         else:
             # The shell has ended; anything still in its session was started in the background.
             leftovers = await registry._kill(pid, _LEFTOVER_GRACE_S, mark=False)
@@ -348,7 +348,7 @@ async def run_command(
         _background.add(cleanup)
         cleanup.add_done_callback(_background.discard)
         # If we are cancelled again while waiting, the shielded cleanup still runs to the end.
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(Exception, asyncio.CancelledError):
             await asyncio.shield(cleanup)
         raise
     finally:
@@ -363,6 +363,7 @@ async def run_command(
             "command ended; start a server and its clients within one command]"
         )
     return CommandResult(
+        # None also when the process could not be confirmed dead (e.g. stuck in the kernel).
         exit_code=None if timed_out else transport.get_returncode(),
         timed_out=timed_out,
         output=output,

@@ -1,0 +1,404 @@
+"""The one object the tray's views talk to: it owns the Engine (made lazily), the settings and
+the journal, and turns the engine's event stream into Qt signals.
+
+Every method runs on the Qt thread, which qasync makes the asyncio loop thread too, so engine
+commands can be called straight from slots (coroutines via ``asyncio.ensure_future``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from agentray import events as ev
+from agentray.engine import PROGRESS_DIR, Engine, RunConfig
+from agentray.errors import BadInputError, NoApiKeyError
+from agentray.journal import Journal
+
+from .settings import AppSettings
+
+__all__ = ["AppController", "DemoLike", "EscalationView", "RunSummary"]
+
+RUNS_INTERVAL_MS = 100  # runs_changed at most ~10 per second
+ESCALATIONS_INTERVAL_MS = 30
+PROGRESS_TAIL_LINES = 12
+
+_RUN_EVENTS = (
+    ev.RunStarted,
+    ev.RunFinished,
+    ev.AgentSpawned,
+    ev.AgentStatusChanged,
+    ev.UsageUpdated,
+    ev.BuildFinished,
+)
+
+
+class DemoLike(Protocol):
+    """What the controller needs of agentray.demo.DemoSession."""
+
+    api_key: str
+    base_url: str
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    goal: str
+    workspace: str
+    status: str  # running (live here) | succeeded | failed | cancelled | interrupted
+    running: int
+    waiting: int  # queued, waiting or blocked
+    done: int
+    failed: int  # failed or cancelled
+    total: int
+    cost_usd: float
+    tokens: int
+    started_at: float
+
+
+@dataclass(frozen=True)
+class EscalationView:
+    escalation_id: str
+    run_id: str
+    agent_id: str
+    kind: str
+    question: str
+    context: str
+    options: tuple[str, ...]
+    progress_tail: str
+    live: bool  # False: only in the journal; the run must be resumed before it can be answered
+    created_at: float
+
+
+def _tail(path: Path, lines: int = PROGRESS_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class AppController(QObject):
+    """Owns the Engine (lazily), settings and journal; bridges engine events to Qt signals."""
+
+    event = Signal(object)  # every engine event, as it comes (on the Qt/loop thread)
+    runs_changed = Signal()  # coalesced: at most ~10 per second
+    escalations_changed = Signal()  # a pending escalation appeared or was answered (coalesced)
+    run_finished = Signal(str, str, str)  # run_id, status, summary
+    key_changed = Signal()
+
+    def __init__(
+        self,
+        settings: AppSettings,
+        journal: Journal | None = None,
+        *,
+        engine_factory: Callable[[], Engine] | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.settings = settings
+        self.journal = journal if journal is not None else Journal()
+        self._engine_factory = engine_factory
+        self._engine: Engine | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self.demo: DemoLike | None = None
+        self._started_at: dict[str, float] = {}
+        self._background: set[asyncio.Future[None]] = set()
+        self._runs_timer = self._coalescer(RUNS_INTERVAL_MS, self.runs_changed.emit)
+        self._escalations_timer = self._coalescer(
+            ESCALATIONS_INTERVAL_MS, self.escalations_changed.emit
+        )
+        self.key_changed.connect(self._on_key_changed)
+
+    def _coalescer(self, interval_ms: int, fire: Callable[[], None]) -> QTimer:
+        timer = QTimer(self)
+        timer.setSingleShot(True)
+        timer.setInterval(interval_ms)
+        timer.timeout.connect(fire)
+        return timer
+
+    # ------------------------------------------------------------------ engine
+    def has_engine(self) -> bool:
+        return self._engine is not None
+
+    def has_key(self) -> bool:
+        """True when an engine can be made: a key in the environment/keyring, or the demo."""
+        if self._engine is not None or self.demo is not None or self._engine_factory is not None:
+            return True
+        from agentray.keys import resolve_api_key
+
+        return resolve_api_key()[0] is not None
+
+    def engine(self) -> Engine:
+        """The engine, made on first use; raises NoApiKeyError when there is no key."""
+        if self._engine is None:
+            self._attach(self._make_engine())
+        assert self._engine is not None
+        return self._engine
+
+    def _make_engine(self) -> Engine:
+        from agentray.runtime import build_engine
+
+        if self._engine_factory is not None:
+            return self._engine_factory()
+        if self.demo is not None:
+            return build_engine(
+                api_key=self.demo.api_key, base_url=self.demo.base_url, journal=self.journal
+            )
+        from agentray.keys import resolve_api_key
+
+        key, _source = resolve_api_key()
+        if not key:
+            raise NoApiKeyError()
+        return build_engine(api_key=key, journal=self.journal)
+
+    def _attach(self, engine: Engine) -> None:
+        self._engine = engine
+        self._unsubscribe = engine.subscribe(self._on_engine_event)
+
+    def _detach_idle_engine(self) -> bool:
+        """Drop an engine with no live run so the next command makes a fresh one (new key or
+        demo). Its client is closed in the background. False when runs are still live."""
+        engine = self._engine
+        if engine is None:
+            return True
+        if engine.active_runs():
+            return False
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        self._engine, self._unsubscribe = None, None
+        with contextlib.suppress(RuntimeError):  # no running loop: nothing to close with
+            asyncio.get_running_loop()
+            task = asyncio.ensure_future(engine.aclose())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        return True
+
+    def use_demo(self, session: DemoLike) -> None:
+        """Run the engine on the offline simulator of a DemoSession (no key needed)."""
+        if self._engine is not None and not self._detach_idle_engine():
+            raise BadInputError("stop the running runs before switching to the demo")
+        self.demo = session
+        self._attach(self._make_engine())
+        self.runs_changed.emit()
+
+    def _on_key_changed(self) -> None:
+        # A new key applies to the next engine; live runs keep the one they started with.
+        if self.demo is None and self._engine_factory is None:
+            self._detach_idle_engine()
+
+    # ------------------------------------------------------------------ events
+    def _on_engine_event(self, event: ev.Event) -> None:
+        if isinstance(event, ev.RunStarted):
+            self._started_at.setdefault(event.run_id, event.ts)
+        self.event.emit(event)
+        if isinstance(event, _RUN_EVENTS) and not self._runs_timer.isActive():
+            self._runs_timer.start()
+        if isinstance(event, ev.EscalationRaised | ev.EscalationAnswered | ev.RunFinished):
+            if not self._escalations_timer.isActive():
+                self._escalations_timer.start()
+        if isinstance(event, ev.RunFinished):
+            self.run_finished.emit(event.run_id, event.status, event.summary)
+
+    # ------------------------------------------------------------------ commands
+    async def start_run(self, config: RunConfig) -> str:
+        run_id = await self.engine().start_run(config)
+        self.settings.add_recent_goal(config.goal)
+        self.settings.add_recent_folder(config.workspace)
+        return run_id
+
+    def stop_run(self, run_id: str) -> None:
+        if self._engine is not None and self._engine.stop_run(run_id):
+            return
+        # Not live here (e.g. a headless run in another process): ask through the journal.
+        self.journal.request_stop(run_id)
+
+    def stop_all(self) -> None:
+        if self._engine is not None:
+            self._engine.stop_all()
+
+    async def resume_run(self, run_id: str) -> str:
+        return await self.engine().resume_run(run_id)
+
+    async def cancel_agent(self, run_id: str, agent_id: str) -> None:
+        await self.engine().cancel_agent(run_id, agent_id)
+
+    def answer_escalation(self, escalation_id: str, answer: str, choice: str | None) -> bool:
+        if self._engine is None:
+            return False
+        answered = self._engine.answer_escalation(
+            escalation_id, answer, choice, answered_by="human"
+        )
+        if answered and not self._escalations_timer.isActive():
+            self._escalations_timer.start()
+        return answered
+
+    async def wait_for_escalation(self, escalation_id: str, timeout_s: float = 60.0) -> bool:
+        """Wait until a live escalation with this id is pending (after a resume re-raised it)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._engine is not None and any(
+                e.escalation_id == escalation_id for e in self._engine.pending_escalations()
+            ):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def resume_and_answer(
+        self,
+        run_id: str,
+        escalation_id: str,
+        answer: str,
+        choice: str | None,
+        timeout_s: float = 60.0,
+    ) -> bool:
+        """Answer a journal-only escalation: resume its run, wait for the engine to raise the same
+        escalation again, answer it. False when it did not come back in time."""
+        if not self.is_live(run_id):
+            await self.resume_run(run_id)
+        if not await self.wait_for_escalation(escalation_id, timeout_s):
+            return False
+        return self.answer_escalation(escalation_id, answer, choice)
+
+    async def wait(self, run_id: str) -> str:
+        """Wait for a live run to end; returns its status."""
+        outcome = await self.engine().wait(run_id)
+        return outcome.status
+
+    async def shutdown(self) -> None:
+        """Stop every run (they stay resumable) and release the engine and the demo."""
+        engine, self._engine = self._engine, None
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if engine is not None:
+            await engine.aclose()
+        if self.demo is not None:
+            with contextlib.suppress(Exception):
+                self.demo.close()
+            self.demo = None
+
+    # ------------------------------------------------------------------ views
+    def is_live(self, run_id: str) -> bool:
+        return self._engine is not None and any(
+            r.run_id == run_id for r in self._engine.active_runs()
+        )
+
+    def active_runs(self) -> list[RunSummary]:
+        """Live runs in this process, oldest first."""
+        if self._engine is None:
+            return []
+        summaries = [self._summarize(run) for run in self._engine.active_runs()]
+        return sorted(summaries, key=lambda s: s.started_at)
+
+    def run_summary(self, run_id: str) -> RunSummary | None:
+        """A live run, or else a run from the journal."""
+        if self._engine is not None and run_id in self._engine.runs:
+            return self._summarize(self._engine.runs[run_id])
+        row = self.journal.get_run(run_id)
+        if row is None:
+            return None
+        agents = self.journal.list_agents(run_id)
+        return RunSummary(
+            run_id=row.run_id,
+            goal=row.goal,
+            workspace=row.workspace,
+            status=row.status,
+            running=sum(a.status == "running" for a in agents),
+            waiting=sum(a.status in ("queued", "waiting", "blocked") for a in agents),
+            done=sum(a.status == "done" for a in agents),
+            failed=sum(a.status in ("failed", "cancelled") for a in agents),
+            total=len(agents),
+            cost_usd=row.cost_usd or 0.0,
+            tokens=row.tokens or 0,
+            started_at=row.started_at,
+        )
+
+    def _summarize(self, run: Any) -> RunSummary:
+        agents = list(run.agents.values())
+        task = self._engine.tasks.get(run.run_id) if self._engine is not None else None
+        live = task is not None and not task.done()
+        status = "running" if live else (run.outcome.status if run.outcome else "interrupted")
+        started = self._started_at.get(run.run_id) or min(
+            (a.created_at for a in agents), default=time.time()
+        )
+        return RunSummary(
+            run_id=run.run_id,
+            goal=run.config.goal,
+            workspace=run.config.workspace,
+            status=status,
+            running=sum(a.status == "running" for a in agents),
+            waiting=sum(a.status in ("queued", "waiting", "blocked") for a in agents),
+            done=sum(a.status == "done" for a in agents),
+            failed=sum(a.status in ("failed", "cancelled") for a in agents),
+            total=len(agents),
+            cost_usd=float(run.cost_usd),
+            tokens=int(run.tokens),
+            started_at=started,
+        )
+
+    def pending_escalations(self) -> list[EscalationView]:
+        """Live escalations first (oldest first), then journal-only ones of runs not live here."""
+        views: list[EscalationView] = []
+        seen: set[str] = set()
+        live_runs: set[str] = set()
+        if self._engine is not None:
+            live_runs = {r.run_id for r in self._engine.active_runs()}
+            for esc in self._engine.pending_escalations():
+                run = self._engine.runs.get(esc.run_id)
+                agent = run.agents.get(esc.agent_id) if run is not None else None
+                tail = _tail(agent.progress.path) if agent is not None else ""
+                row = self.journal.get_escalation(esc.escalation_id)
+                views.append(
+                    EscalationView(
+                        escalation_id=esc.escalation_id,
+                        run_id=esc.run_id,
+                        agent_id=esc.agent_id,
+                        kind=esc.kind,
+                        question=esc.question,
+                        context=esc.context,
+                        options=tuple(esc.options),
+                        progress_tail=tail,
+                        live=True,
+                        created_at=row.created_at if row is not None else time.time(),
+                    )
+                )
+                seen.add(esc.escalation_id)
+        views.sort(key=lambda v: v.created_at)
+        try:
+            rows = self.journal.pending_escalations()
+        except Exception:  # a broken journal must not take the tray down
+            rows = []
+        workspaces: dict[str, str | None] = {}
+        for row in sorted(rows, key=lambda r: r.created_at):
+            if row.escalation_id in seen or row.run_id in live_runs:
+                continue
+            if row.run_id not in workspaces:
+                run_row = self.journal.get_run(row.run_id)
+                workspaces[row.run_id] = run_row.workspace if run_row is not None else None
+            workspace = workspaces[row.run_id]
+            tail = _tail(Path(workspace) / PROGRESS_DIR / f"{row.agent_id}.md") if workspace else ""
+            views.append(
+                EscalationView(
+                    escalation_id=row.escalation_id,
+                    run_id=row.run_id,
+                    agent_id=row.agent_id,
+                    kind=row.kind,
+                    question=row.question,
+                    context=row.context,
+                    options=tuple(row.options),
+                    progress_tail=tail,
+                    live=False,
+                    created_at=row.created_at,
+                )
+            )
+        return views

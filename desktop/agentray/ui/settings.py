@@ -1,0 +1,244 @@
+"""The tray's preferences over QSettings (organization "Agentray", application "agentray").
+
+Lists and presets are stored as JSON strings: QSettings hands a one-element list back as a plain
+string on some backends. The API key is never stored here (keyring or ANTHROPIC_API_KEY only).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSettings
+
+from agentray.engine import DEFAULT_MODEL, RunConfig
+
+__all__ = [
+    "APPLICATION",
+    "DEFAULT_LIMITS",
+    "MAX_RECENT",
+    "ORGANIZATION",
+    "AppSettings",
+]
+
+ORGANIZATION = "Agentray"
+APPLICATION = "agentray"
+MAX_RECENT = 8
+DEFAULT_LIMITS: dict[str, Any] = {
+    "max_concurrent": 6,
+    "max_agents": 30,
+    "max_depth": 2,
+    "budget_usd": 10.0,
+}
+
+
+def _as_bool(value: Any, default: bool) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+class AppSettings:
+    """Typed access to the preferences. ``path``: an explicit .ini file (tests); otherwise the
+    per-user IniFormat location (tests may redirect it with ``QSettings.setPath``)."""
+
+    def __init__(self, path: Path | str | None = None) -> None:
+        if path is not None:
+            self.qsettings = QSettings(str(path), QSettings.Format.IniFormat)
+        else:
+            self.qsettings = QSettings(
+                QSettings.Format.IniFormat, QSettings.Scope.UserScope, ORGANIZATION, APPLICATION
+            )
+
+    # ------------------------------------------------------------------ low level
+    def _get_json(self, key: str, default: Any) -> Any:
+        raw = self.qsettings.value(key)
+        if raw is None or raw == "":
+            return default
+        try:
+            return json.loads(str(raw))
+        except ValueError:
+            return default
+
+    def _set_json(self, key: str, value: Any) -> None:
+        self.qsettings.setValue(key, json.dumps(value))
+        self.qsettings.sync()
+
+    def _set(self, key: str, value: Any) -> None:
+        self.qsettings.setValue(key, value)
+        self.qsettings.sync()
+
+    def file_name(self) -> str:
+        return self.qsettings.fileName()
+
+    # ------------------------------------------------------------------ model and limits
+    @property
+    def default_model(self) -> str:
+        value = self.qsettings.value("default_model")
+        return str(value) if value else DEFAULT_MODEL
+
+    @default_model.setter
+    def default_model(self, value: str) -> None:
+        self._set("default_model", value.strip() or DEFAULT_MODEL)
+
+    @property
+    def limits(self) -> dict[str, Any]:
+        """max_concurrent, max_agents, max_depth (int) and budget_usd (float, or None: no cap)."""
+        stored = self._get_json("limits", {})
+        merged = dict(DEFAULT_LIMITS)
+        if isinstance(stored, dict):
+            merged.update({k: v for k, v in stored.items() if k in DEFAULT_LIMITS})
+        return merged
+
+    @limits.setter
+    def limits(self, value: dict[str, Any]) -> None:
+        merged = dict(self.limits)
+        merged.update({k: v for k, v in value.items() if k in DEFAULT_LIMITS})
+        self._set_json("limits", merged)
+
+    @property
+    def max_concurrent(self) -> int:
+        return int(self.limits["max_concurrent"])
+
+    @property
+    def max_agents(self) -> int:
+        return int(self.limits["max_agents"])
+
+    @property
+    def max_depth(self) -> int:
+        return int(self.limits["max_depth"])
+
+    @property
+    def budget_usd(self) -> float | None:
+        value = self.limits["budget_usd"]
+        return None if value is None else float(value)
+
+    # ------------------------------------------------------------------ flags
+    @property
+    def notifications_muted(self) -> bool:
+        return _as_bool(self.qsettings.value("notifications_muted"), False)
+
+    @notifications_muted.setter
+    def notifications_muted(self, value: bool) -> None:
+        self._set("notifications_muted", bool(value))
+
+    @property
+    def start_at_login(self) -> bool:
+        return _as_bool(self.qsettings.value("start_at_login"), False)
+
+    @start_at_login.setter
+    def start_at_login(self, value: bool) -> None:
+        self._set("start_at_login", bool(value))
+
+    @property
+    def welcome_shown(self) -> bool:
+        return _as_bool(self.qsettings.value("welcome_shown"), False)
+
+    @welcome_shown.setter
+    def welcome_shown(self, value: bool) -> None:
+        self._set("welcome_shown", bool(value))
+
+    # ------------------------------------------------------------------ recents
+    @property
+    def recent_goals(self) -> list[str]:
+        value = self._get_json("recent_goals", [])
+        return [str(v) for v in value][:MAX_RECENT] if isinstance(value, list) else []
+
+    @property
+    def recent_folders(self) -> list[str]:
+        value = self._get_json("recent_folders", [])
+        return [str(v) for v in value][:MAX_RECENT] if isinstance(value, list) else []
+
+    def add_recent_goal(self, goal: str) -> None:
+        goal = goal.strip()
+        if goal:
+            items = [goal] + [g for g in self.recent_goals if g != goal]
+            self._set_json("recent_goals", items[:MAX_RECENT])
+
+    def add_recent_folder(self, folder: str | Path) -> None:
+        text = str(folder).strip()
+        if text:
+            items = [text] + [f for f in self.recent_folders if f != text]
+            self._set_json("recent_folders", items[:MAX_RECENT])
+
+    def clear_recents(self) -> None:
+        self._set_json("recent_goals", [])
+        self._set_json("recent_folders", [])
+
+    # ------------------------------------------------------------------ presets
+    @property
+    def presets(self) -> list[dict[str, Any]]:
+        """Each: name, goal, workspace, build_command (str|None), model, limits (dict)."""
+        value = self._get_json("presets", [])
+        if not isinstance(value, list):
+            return []
+        return [p for p in value if isinstance(p, dict) and p.get("name")]
+
+    def get_preset(self, name: str) -> dict[str, Any] | None:
+        return next((p for p in self.presets if p["name"] == name), None)
+
+    def save_preset(
+        self,
+        name: str,
+        goal: str,
+        workspace: str,
+        build_command: str | None = None,
+        model: str | None = None,
+        limits: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Add or replace (by name) a preset; returns it."""
+        name = name.strip()
+        if not name:
+            raise ValueError("a preset needs a name")
+        preset: dict[str, Any] = {
+            "name": name,
+            "goal": goal,
+            "workspace": str(workspace),
+            "build_command": build_command or None,
+            "model": model or self.default_model,
+            "limits": {**self.limits, **(limits or {})},
+        }
+        others = [p for p in self.presets if p["name"] != name]
+        self._set_json("presets", [*others, preset])
+        return preset
+
+    def delete_preset(self, name: str) -> bool:
+        presets = self.presets
+        kept = [p for p in presets if p["name"] != name]
+        self._set_json("presets", kept)
+        return len(kept) != len(presets)
+
+    # ------------------------------------------------------------------ run configs
+    def run_config(
+        self,
+        goal: str,
+        workspace: str | Path,
+        build_command: str | None = None,
+        model: str | None = None,
+        limits: dict[str, Any] | None = None,
+    ) -> RunConfig:
+        """A RunConfig with the default model and limits, overridden by the arguments."""
+        merged = {**self.limits, **(limits or {})}
+        budget = merged.get("budget_usd")
+        return RunConfig(
+            goal=goal,
+            workspace=str(workspace),
+            build_command=build_command or None,
+            model=model or self.default_model,
+            max_concurrent=int(merged["max_concurrent"]),
+            max_agents=int(merged["max_agents"]),
+            max_depth=int(merged["max_depth"]),
+            budget_usd=None if budget is None else float(budget),
+        )
+
+    def preset_config(self, preset: dict[str, Any]) -> RunConfig:
+        return self.run_config(
+            preset.get("goal", ""),
+            preset.get("workspace", ""),
+            preset.get("build_command"),
+            preset.get("model"),
+            preset.get("limits"),
+        )

@@ -1,0 +1,250 @@
+"""Settings: the API key (OS keyring only), Verify, default model and limits, mute, start at login."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from agentray import keys
+from agentray.engine import DEFAULT_MODEL
+
+from . import autostart
+
+if TYPE_CHECKING:
+    from .controller import AppController
+
+__all__ = ["KNOWN_MODELS", "SettingsDialog", "model_combo"]
+
+KNOWN_MODELS = (DEFAULT_MODEL, "claude-opus-4-5", "claude-sonnet-4-5", "claude-haiku-4-5")
+
+
+def model_combo(current: str, parent: QWidget | None = None) -> QComboBox:
+    """An editable combo with the known model names (any other name can be typed)."""
+    combo = QComboBox(parent)
+    combo.setEditable(True)
+    for name in dict.fromkeys((current, *KNOWN_MODELS)):
+        if name:
+            combo.addItem(name)
+    combo.setCurrentText(current or DEFAULT_MODEL)
+    return combo
+
+
+def _spin(value: int, low: int, high: int) -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(low, high)
+    box.setValue(value)
+    return box
+
+
+def _error_label() -> QLabel:
+    label = QLabel()
+    label.setWordWrap(True)
+    label.setStyleSheet("color: #c0392b;")
+    label.hide()
+    return label
+
+
+class SettingsDialog(QDialog):
+    """Non-modal; opened with ``show()``/``open()`` (never ``exec()`` under qasync)."""
+
+    verified = Signal(bool, str)  # ok, message: emitted when a Verify finishes
+
+    def __init__(self, controller: AppController, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.controller = controller
+        self.setWindowTitle("Agentray settings")
+        self.setObjectName("settingsDialog")
+        self._verify_task: asyncio.Future[Any] | None = None
+        settings = controller.settings
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self._key_group())
+
+        defaults = QGroupBox("Defaults for new runs")
+        form = QFormLayout(defaults)
+        self.model = model_combo(settings.default_model)
+        self.max_concurrent = _spin(settings.max_concurrent, 1, 64)
+        self.max_agents = _spin(settings.max_agents, 1, 500)
+        self.max_depth = _spin(settings.max_depth, 1, 5)
+        self.budget = QDoubleSpinBox()
+        self.budget.setRange(0.01, 10_000.0)
+        self.budget.setDecimals(2)
+        self.budget.setPrefix("$ ")
+        self.budget.setValue(float(settings.budget_usd or 10.0))
+        form.addRow("Model", self.model)
+        form.addRow("Agents at once", self.max_concurrent)
+        form.addRow("Max agents per run", self.max_agents)
+        form.addRow("Max nesting depth", self.max_depth)
+        form.addRow("Budget per run", self.budget)
+        layout.addWidget(defaults)
+
+        general = QGroupBox("General")
+        general_layout = QVBoxLayout(general)
+        self.mute = QCheckBox("Mute notifications (escalations still open the tray badge)")
+        self.mute.setChecked(bool(settings.notifications_muted))
+        self.start_at_login = QCheckBox("Start Agentray at login")
+        self.start_at_login.setChecked(autostart.is_enabled() or bool(settings.start_at_login))
+        self.autostart_error = _error_label()
+        general_layout.addWidget(self.mute)
+        general_layout.addWidget(self.start_at_login)
+        general_layout.addWidget(self.autostart_error)
+        layout.addWidget(general)
+
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Close
+        )
+        self.buttons.accepted.connect(self.save)
+        self.buttons.rejected.connect(self.reject)
+        layout.addWidget(self.buttons)
+        self.refresh_key_status()
+
+    # ------------------------------------------------------------------ the key
+    def _key_group(self) -> QGroupBox:
+        group = QGroupBox("Anthropic API key")
+        box = QVBoxLayout(group)
+        self.keyring_warning = QLabel()
+        self.keyring_warning.setObjectName("keyringWarning")
+        self.keyring_warning.setWordWrap(True)
+        self.keyring_warning.setStyleSheet("color: #b9770e;")
+        self.key_status_label = QLabel()
+        self.key_status_label.setObjectName("keyStatus")
+        self.key_status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.key_edit = QLineEdit()
+        self.key_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.key_edit.setPlaceholderText("sk-ant-… (stored in the OS keyring, never in a file)")
+        self.store_button = QPushButton("Store")
+        self.remove_button = QPushButton("Remove")
+        self.verify_button = QPushButton("Verify")
+        self.store_button.clicked.connect(self.store_key)
+        self.remove_button.clicked.connect(self.remove_key)
+        self.verify_button.clicked.connect(self.verify_key)
+        row = QHBoxLayout()
+        row.addWidget(self.key_edit, 1)
+        row.addWidget(self.store_button)
+        row.addWidget(self.remove_button)
+        row.addWidget(self.verify_button)
+        self.key_message = QLabel()
+        self.key_message.setObjectName("keyMessage")
+        self.key_message.setWordWrap(True)
+        box.addWidget(self.keyring_warning)
+        box.addWidget(self.key_status_label)
+        box.addLayout(row)
+        box.addWidget(self.key_message)
+        return group
+
+    def refresh_key_status(self) -> None:
+        status = keys.key_status()
+        if status.keyring_problem:
+            self.keyring_warning.setText(
+                f"No usable OS keyring: {status.keyring_problem}. Agentray will not keep the key in "
+                f"a plaintext file; it uses the {keys.ENV_VAR} environment variable only."
+            )
+            self.keyring_warning.show()
+        else:
+            self.keyring_warning.hide()
+        if status.source == "keyring":
+            text = f"A key is stored in the keyring ({status.masked})"
+        elif status.source == "environment":
+            text = f"Using {keys.ENV_VAR} from the environment ({status.masked})"
+        else:
+            text = "No API key yet (the demo needs none)"
+        self.key_status_label.setText(text)
+        usable = status.keyring_usable
+        self.key_edit.setEnabled(usable)
+        self.store_button.setEnabled(usable)
+        self.remove_button.setEnabled(usable and status.source == "keyring")
+
+    def _say(self, message: str, *, ok: bool) -> None:
+        self.key_message.setStyleSheet("color: #1e8449;" if ok else "color: #c0392b;")
+        self.key_message.setText(message)
+
+    def store_key(self) -> None:
+        value = self.key_edit.text()
+        try:
+            keys.store_key(value)
+        except (ValueError, RuntimeError) as error:
+            self._say(str(error), ok=False)
+            return
+        except Exception as error:  # a keyring backend failure (locked, D-Bus gone)
+            self._say(f"the keyring refused the key: {type(error).__name__}", ok=False)
+            return
+        finally:
+            self.key_edit.clear()  # never keep the secret in a widget longer than needed
+        self._say("Key stored in the keyring.", ok=True)
+        self.refresh_key_status()
+        self.controller.key_changed.emit()
+
+    def remove_key(self) -> None:
+        removed = keys.delete_key()
+        self._say("Key removed from the keyring." if removed else "No key was stored.", ok=removed)
+        self.refresh_key_status()
+        if removed:
+            self.controller.key_changed.emit()
+
+    def verify_key(self) -> None:
+        key = self.key_edit.text().strip() or (keys.resolve_api_key()[0] or "")
+        if not key:
+            self._say("No key to verify: type one or store one first.", ok=False)
+            return
+        self.verify_button.setEnabled(False)
+        self._say("Verifying…", ok=True)
+        self._verify_task = asyncio.ensure_future(self._verify(key))
+
+    async def _verify(self, key: str) -> None:
+        from agentray.model import AnthropicModelClient
+
+        base_url = getattr(self.controller, "base_url", None)
+        client = AnthropicModelClient(api_key=key, base_url=base_url, max_attempts=2)
+        try:
+            await client.verify()
+        except Exception as error:
+            ok, message = False, f"Verify failed: {error}"
+        else:
+            ok, message = True, "The key works."
+        finally:
+            await client.aclose()
+        self.verify_button.setEnabled(True)
+        self._say(message, ok=ok)
+        self.verified.emit(ok, message)
+
+    # ------------------------------------------------------------------- saving
+    def save(self) -> None:
+        settings = self.controller.settings
+        settings.default_model = self.model.currentText().strip() or DEFAULT_MODEL
+        settings.limits = {
+            "max_concurrent": self.max_concurrent.value(),
+            "max_agents": self.max_agents.value(),
+            "max_depth": self.max_depth.value(),
+            "budget_usd": self.budget.value(),
+        }
+        settings.notifications_muted = self.mute.isChecked()
+        wanted = self.start_at_login.isChecked()
+        try:
+            if wanted:
+                autostart.enable()
+            else:
+                autostart.disable()
+        except OSError as error:
+            self.autostart_error.setText(f"Start at login could not be changed: {error}")
+            self.autostart_error.show()
+            return
+        settings.start_at_login = wanted
+        self.accept()

@@ -1,0 +1,5 @@
+"""Word statistics."""
+
+
+def word_count(text: str) -> int:
+    return len(text.split())

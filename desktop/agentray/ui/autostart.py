@@ -6,12 +6,14 @@ the command so tests can check each form on any machine.
 
 from __future__ import annotations
 
+import importlib
 import os
 import plistlib
 import shlex
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "APP_ID",
@@ -144,39 +146,41 @@ def subprocess_line(command: list[str]) -> str:
     return " ".join(shlex.quote(w) for w in command)
 
 
-def _windows_set(line: str) -> None:
-    import winreg  # type: ignore[import-not-found,unused-ignore]
+def _winreg() -> Any | None:
+    """The winreg module (Windows only), typed loosely so mypy passes on every platform."""
+    try:
+        return importlib.import_module("winreg")
+    except ImportError:
+        return None
 
-    with winreg.CreateKey(winreg.HKEY_CURRENT_USER, _RUN_KEY) as key:  # type: ignore[attr-defined,unused-ignore]
-        winreg.SetValueEx(key, _RUN_VALUE, 0, winreg.REG_SZ, line)  # type: ignore[attr-defined,unused-ignore]
+
+def _windows_set(line: str) -> None:
+    winreg = _winreg()
+    if winreg is None:
+        raise OSError("the Windows registry is not available on this system")
+    with winreg.CreateKey(winreg.HKEY_CURRENT_USER, _RUN_KEY) as key:
+        winreg.SetValueEx(key, _RUN_VALUE, 0, winreg.REG_SZ, line)
 
 
 def _windows_get() -> str | None:
-    try:
-        import winreg  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
+    winreg = _winreg()
+    if winreg is None:
         return None
     try:
-        with winreg.OpenKey(winreg.HKEY_CURRENT_USER, _RUN_KEY) as key:  # type: ignore[attr-defined,unused-ignore]
-            value, _kind = winreg.QueryValueEx(key, _RUN_VALUE)  # type: ignore[attr-defined,unused-ignore]
+        with winreg.OpenKey(winreg.HKEY_CURRENT_USER, _RUN_KEY) as key:
+            value, _kind = winreg.QueryValueEx(key, _RUN_VALUE)
     except OSError:
         return None
     return str(value)
 
 
 def _windows_delete() -> bool:
-    try:
-        import winreg  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
+    winreg = _winreg()
+    if winreg is None:
         return False
     try:
-        with winreg.OpenKey(  # type: ignore[attr-defined,unused-ignore]
-            winreg.HKEY_CURRENT_USER,
-            _RUN_KEY,
-            0,
-            winreg.KEY_SET_VALUE,  # type: ignore[attr-defined,unused-ignore]
-        ) as key:
-            winreg.DeleteValue(key, _RUN_VALUE)  # type: ignore[attr-defined,unused-ignore]
+        with winreg.OpenKey(winreg.HKEY_CURRENT_USER, _RUN_KEY, 0, winreg.KEY_SET_VALUE) as key:
+            winreg.DeleteValue(key, _RUN_VALUE)
     except OSError:
         return False
     return True

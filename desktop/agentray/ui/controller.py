@@ -43,8 +43,11 @@ _RUN_EVENTS = (
 class DemoLike(Protocol):
     """What the controller needs of agentray.demo.DemoSession."""
 
-    api_key: str
-    base_url: str
+    @property
+    def api_key(self) -> str: ...
+
+    @property
+    def base_url(self) -> str: ...
 
     def close(self) -> None: ...
 
@@ -90,7 +93,8 @@ def _tail(path: Path, lines: int = PROGRESS_TAIL_LINES) -> str:
 class AppController(QObject):
     """Owns the Engine (lazily), settings and journal; bridges engine events to Qt signals."""
 
-    event = Signal(object)  # every engine event, as it comes (on the Qt/loop thread)
+    # shadows QObject.event harmlessly (Qt still dispatches events); every engine event, as it comes
+    event = Signal(object)  # type: ignore[assignment]
     runs_changed = Signal()  # coalesced: at most ~10 per second
     escalations_changed = Signal()  # a pending escalation appeared or was answered (coalesced)
     run_finished = Signal(str, str, str)  # run_id, status, summary
@@ -275,17 +279,14 @@ class AppController(QObject):
         return outcome.status
 
     async def shutdown(self) -> None:
-        """Stop every run (they stay resumable) and release the engine and the demo."""
+        """Stop every run (they stay resumable) and release the engine. The demo session, if any,
+        belongs to whoever started it (ui.app closes it after this)."""
         engine, self._engine = self._engine, None
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
         if engine is not None:
             await engine.aclose()
-        if self.demo is not None:
-            with contextlib.suppress(Exception):
-                self.demo.close()
-            self.demo = None
 
     # ------------------------------------------------------------------ views
     def is_live(self, run_id: str) -> bool:

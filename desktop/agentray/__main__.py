@@ -1,0 +1,5 @@
+import sys
+
+from agentray.cli import main
+
+sys.exit(main())

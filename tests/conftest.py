@@ -1,0 +1,139 @@
+"""Shared fixtures: the engine on the real anthropic SDK against the simulator, over real HTTP,
+with a real SQLite journal in a temp dir. Nothing here touches the user's data."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from agentray import events as ev
+from agentray.engine import Engine, RunConfig, RunOutcome, SystemGuard
+from agentray.journal import Journal
+from agentray.model import RateLimitGate
+from agentray.runtime import build_engine
+from agentray.simulator import Policy, Simulator
+
+__all__ = ["API_KEY", "EventRecorder", "SimEngine"]
+
+API_KEY = "sk-ant-test-0123456789"
+
+E = TypeVar("E", bound=ev.Event)
+
+
+@pytest.fixture(autouse=True)
+def _private_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Anything that opens the default journal lands in the test's temp dir.
+    monkeypatch.setenv("AGENTRAY_JOURNAL", str(tmp_path / "default-journal.sqlite3"))
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    return ws
+
+
+@dataclass
+class EventRecorder:
+    """Collects every engine event, in order."""
+
+    events: list[ev.Event] = field(default_factory=list)
+
+    def __call__(self, event: ev.Event) -> None:
+        self.events.append(event)
+
+    def of(self, kind: type[E]) -> list[E]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    def statuses(self, agent_id: str) -> list[str]:
+        return [e.status for e in self.of(ev.AgentStatusChanged) if e.agent_id == agent_id]
+
+    def status_event(self, agent_id: str, status: str) -> ev.AgentStatusChanged:
+        return next(e for e in self.of(ev.AgentStatusChanged) if e.agent_id == agent_id and e.status == status)
+
+    async def wait_for(self, kind: type[E], pred: Callable[[E], bool] = lambda e: True, timeout: float = 5.0) -> E:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for event in self.of(kind):
+                if pred(event):
+                    return event
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"no {kind.__name__} event matching within {timeout} s")
+
+
+@dataclass
+class SimEngine:
+    sim: Simulator
+    engine: Engine
+    journal: Journal
+    journal_path: Path
+    events: EventRecorder
+    workspace: Path
+
+    def config(self, goal: str = "GOAL: do the work", **changes: Any) -> RunConfig:
+        changes.setdefault("workspace", str(self.workspace))
+        changes.setdefault("model", "sim-model")
+        return RunConfig(goal=goal, **changes)
+
+    async def start(self, goal: str = "GOAL: do the work", **changes: Any) -> str:
+        return await self.engine.start_run(self.config(goal, **changes))
+
+    async def wait(self, run_id: str, timeout: float = 10.0) -> RunOutcome:
+        return await asyncio.wait_for(self.engine.wait(run_id), timeout)
+
+    async def run(self, goal: str = "GOAL: do the work", *, timeout: float = 10.0, **changes: Any) -> tuple[str, RunOutcome]:
+        run_id = await self.start(goal, **changes)
+        return run_id, await self.wait(run_id, timeout)
+
+    def requests_of(self, marker: str) -> list[Any]:
+        """The /v1/messages requests (SimRequest views) of the agent whose task holds ``marker``."""
+        return [r.sim for r in self.sim.message_requests if marker in r.sim.first_user_text]
+
+
+SimEngineFactory = Callable[..., SimEngine]
+
+
+def make_engine(sim: Simulator, journal_path: Path, workspace: Path, api_key: str = API_KEY) -> SimEngine:
+    journal = Journal(journal_path)
+    engine = build_engine(
+        api_key=api_key,
+        base_url=sim.base_url,
+        journal=journal,
+        gate=RateLimitGate(),
+        backoff_base_s=0.02,
+        # the guard is not under test here: a busy CI machine must not hold agents back
+        guard=SystemGuard(max_cpu_percent=101.0, min_memory_available_percent=0.0),
+    )
+    recorder = EventRecorder()
+    engine.subscribe(recorder)
+    return SimEngine(sim, engine, journal, journal_path, recorder, workspace)
+
+
+@pytest.fixture
+async def sim_engine(tmp_path: Path, workspace: Path) -> AsyncIterator[SimEngineFactory]:
+    """``sim_engine(policy, api_key=..., sim=..., **simulator_kwargs)`` -> SimEngine.
+
+    Pass ``sim=`` to put a second engine (same journal file) on an existing simulator."""
+    sims: list[Simulator] = []
+    engines: list[Engine] = []
+
+    def factory(policy: Policy | None = None, *, api_key: str = API_KEY, sim: Simulator | None = None, **kw: Any) -> SimEngine:
+        if sim is None:
+            sim = Simulator(policy, **kw)
+            sim.start()
+            sims.append(sim)
+        se = make_engine(sim, tmp_path / "journal.sqlite3", workspace, api_key)
+        engines.append(se.engine)
+        return se
+
+    yield factory
+    for engine in engines:
+        await engine.aclose()
+    for sim in sims:
+        sim.stop()

@@ -1,0 +1,269 @@
+"""The seed's primitives end to end: progress files, non-blocking spawn, event-driven monitors,
+the active orchestrator, and agent ids unique within a workspace."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from conftest import SimEngineFactory
+from scripts import Recorder, complete, orchestrator, policy, recording, result_of, say, spawned_ids, worker
+
+from agentray import events as ev
+from agentray.simulator import tool_use
+
+LOG_LINE = re.compile(r"^- \d\d:\d\d:\d\d \[(UPDATE|BLOCKER|RESULT)\] \S.*$")
+
+
+def _header(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def _log_lines(path: Path) -> list[str]:
+    return [line for line in _header(path) if line.startswith("- ")]
+
+
+async def test_progress_files_and_spawn_returns_at_once(sim_engine: SimEngineFactory, workspace: Path) -> None:
+    rec = Recorder()
+
+    def orch_await(req):  # the spawn result is back while the worker still sleeps
+        rec.note("spawn_result", result_of(req, "spawn_agent"))
+        progress = workspace / "agent-responses" / f"{spawned_ids(req)[0]}.md"
+        rec.note("worker_status_line", _header(progress)[2])
+        return [tool_use("await_agents", agent_ids=spawned_ids(req))]
+
+    se = sim_engine(
+        policy(
+            orchestrator(
+                [tool_use("spawn_agent", task="W-SLEEP sleep one second", title="Sleeper")],
+                orch_await,
+                [tool_use("finish", summary="all slept", outcome="success")],
+            ),
+            worker(
+                "W-SLEEP",
+                [tool_use("report_progress", note="starting the nap")],
+                [tool_use("run_command", command="sleep 1")],
+                complete("slept one second"),
+            ),
+        )
+    )
+    run_id, outcome = await se.run()
+    assert outcome.status == "succeeded", outcome
+
+    spawn = rec["spawn_result"]
+    assert not spawn.is_error
+    assert set(spawn.json) == {"agent_id", "status", "progress_file"}
+    assert spawn.json["agent_id"] == "a002"
+    assert spawn.json["progress_file"] == "agent-responses/a002.md"
+    assert spawn.json["status"] in ("queued", "running")
+    # spawn never waits: the orchestrator's next request came while the worker was still sleeping
+    worker_done = se.events.status_event("a002", "done").ts
+    assert rec.times["spawn_result"] < worker_done - 0.5
+    assert rec["worker_status_line"] in ("Status: queued", "Status: running")
+
+    orch_file = workspace / "agent-responses" / "a001.md"
+    work_file = workspace / "agent-responses" / "a002.md"
+    orch_lines, work_lines = _header(orch_file), _header(work_file)
+    assert orch_lines[0] == "# Orchestrator"
+    assert orch_lines[1] == "Agent: a001   Parent: -   Role: orchestrator"
+    assert orch_lines[2] == "Status: done"
+    assert orch_lines[3] == "Task: GOAL: do the work"
+    assert work_lines[:4] == [
+        "# Sleeper",
+        "Agent: a002   Parent: a001   Role: worker",
+        "Status: done",
+        "Task: W-SLEEP sleep one second",
+    ]
+    for path in (orch_file, work_file):
+        assert re.search(r"^Status: done$", path.read_text(), re.MULTILINE)
+        logs = _log_lines(path)
+        assert logs and all(LOG_LINE.match(line) for line in logs), logs
+    work_logs = _log_lines(work_file)
+    assert "[UPDATE] starting the nap" in work_logs[0]
+    assert "[UPDATE] ran `sleep 1` (exit 0)" in work_logs[1]
+    assert work_logs[-1].endswith("[RESULT] slept one second")
+    assert _log_lines(orch_file)[-1].endswith("[RESULT] all slept")
+
+    rows = {a.agent_id: a for a in se.journal.list_agents(run_id)}
+    assert rows["a002"].status == "done" and rows["a002"].summary == "slept one second"
+    assert se.journal.get_run(run_id).status == "succeeded"  # type: ignore[union-attr]
+    # the status file went through the states in order
+    assert se.events.statuses("a002") == ["running", "done"]
+
+
+async def test_await_agents_wakes_within_milliseconds(sim_engine: SimEngineFactory) -> None:
+    rec = Recorder()
+    se = sim_engine(
+        policy(
+            orchestrator(
+                [tool_use("spawn_agent", task="W-NAP nap")],
+                lambda req: [tool_use("await_agents", agent_ids=spawned_ids(req))],
+                recording(rec, "after_await", lambda req: [tool_use("finish", summary="ok", outcome="success")]),
+            ),
+            worker("W-NAP", [tool_use("run_command", command="sleep 0.3")], complete("napped")),
+        )
+    )
+    _, outcome = await se.run()
+    assert outcome.status == "succeeded"
+    awaited = result_of(rec["after_await"], "await_agents").json
+    assert awaited["timed_out"] is False
+    assert awaited["agents"] == [{"agent_id": "a002", "status": "done", "summary": "napped"}]
+    gap = rec.times["after_await"] - se.events.status_event("a002", "done").ts
+    assert 0 <= gap < 0.5, gap
+
+
+async def test_await_any_returns_on_first_and_blocker_returns_early(sim_engine: SimEngineFactory) -> None:
+    rec = Recorder()
+
+    def after_any(req):
+        rec.note("any", result_of(req, "await_agents").json)
+        return [tool_use("await_agents", agent_ids=spawned_ids(req))]
+
+    def after_all(req):
+        rec.note("blocked", result_of(req, "await_agents").json)
+        return [tool_use("resume_agent", agent_id="a004", message="use the defaults")]
+
+    se = sim_engine(
+        policy(
+            orchestrator(
+                [
+                    tool_use("spawn_agent", task="W-FAST quick"),
+                    tool_use("spawn_agent", task="W-SLOW slow"),
+                ],
+                lambda req: [tool_use("await_agents", agent_ids=spawned_ids(req), mode="any")],
+                after_any,
+                # W-BLOCK is spawned after the first two so it blocks while W-SLOW still sleeps
+                lambda req: [tool_use("spawn_agent", task="W-BLOCK blocks")],
+                lambda req: [tool_use("await_agents", agent_ids=spawned_ids(req))],
+                after_all,
+                lambda req: [tool_use("await_agents", agent_ids=spawned_ids(req))],
+                [tool_use("finish", summary="ok", outcome="success")],
+            ),
+            worker("W-FAST", complete("fast done")),
+            worker("W-SLOW", [tool_use("run_command", command="sleep 1.5")], complete("slow done")),
+            worker("W-BLOCK", [tool_use("report_blocker", description="no config file")], complete("unblocked")),
+        )
+    )
+    _, outcome = await se.run()
+    assert outcome.status == "succeeded", outcome
+    first = rec["any"]
+    by_id = {a["agent_id"]: a for a in first["agents"]}
+    assert by_id["a002"]["status"] == "done"
+    assert first["still_active"] == ["a003"]
+    blocked = {a["agent_id"]: a for a in rec["blocked"]["agents"]}
+    assert blocked["a004"] == {"agent_id": "a004", "status": "blocked", "blocker": "no config file"}
+    assert "a003" in rec["blocked"]["still_active"]  # returned early: the slow one still runs
+    assert rec.times["blocked"] < se.events.status_event("a003", "done").ts
+
+
+async def test_check_agents_returns_tails_without_waiting(sim_engine: SimEngineFactory) -> None:
+    rec = Recorder()
+    se = sim_engine(
+        policy(
+            orchestrator(
+                [tool_use("spawn_agent", task="W-STEPS steps")],
+                [tool_use("sleep", seconds=0.4)],
+                [tool_use("check_agents", tail_lines=2)],
+                recording(rec, "checked", lambda req: [tool_use("await_agents")]),
+                [tool_use("finish", summary="ok", outcome="success")],
+            ),
+            worker(
+                "W-STEPS",
+                [tool_use("report_progress", note="step one")],
+                [tool_use("report_progress", note="step two")],
+                [tool_use("run_command", command="sleep 1.5")],
+                complete("steps done"),
+            ),
+        )
+    )
+    _, outcome = await se.run()
+    assert outcome.status == "succeeded"
+    checked = result_of(rec["checked"], "check_agents").json
+    (row,) = checked["agents"]
+    assert row["agent_id"] == "a002" and row["status"] in ("running", "waiting")
+    assert len(row["progress_tail"]) == 2
+    assert row["progress_tail"][0].endswith("[UPDATE] step two")
+    assert "[UPDATE] ran `sleep 1.5`" not in " ".join(row["progress_tail"])
+    assert checked["counts"] == {row["status"]: 1}
+    check_call = next(e for e in se.events.of(ev.ToolCallFinished) if e.tool == "check_agents")
+    assert check_call.duration_s < 0.2
+    assert rec.times["checked"] < se.events.status_event("a002", "done").ts
+
+
+async def test_sleep_wakes_early_and_reports_changes(sim_engine: SimEngineFactory) -> None:
+    rec = Recorder()
+    se = sim_engine(
+        policy(
+            orchestrator(
+                [tool_use("spawn_agent", task="W-NAP nap")],
+                [tool_use("sleep", seconds=30)],
+                recording(rec, "woke", lambda req: [tool_use("finish", summary="ok", outcome="success")]),
+            ),
+            worker("W-NAP", [tool_use("run_command", command="sleep 0.3")], complete("napped")),
+        )
+    )
+    _, outcome = await se.run(timeout=8)
+    assert outcome.status == "succeeded"
+    slept = result_of(rec["woke"], "sleep").json
+    assert slept["woke_early"] is True
+    assert slept["slept_s"] < 5
+    assert {"agent_id": "a002", "status": "done", "summary": "napped"} in slept["changes"]
+    assert slept["active"] == []
+
+
+async def test_orchestrator_ending_its_turn_is_kept_going(sim_engine: SimEngineFactory) -> None:
+    rec = Recorder()
+
+    def after_nudge(req):
+        rec.note("nudge", req.last_user_text)
+        return [tool_use("finish", summary="too early", outcome="success")]
+
+    se = sim_engine(
+        policy(
+            orchestrator(
+                [tool_use("spawn_agent", task="W-NAP nap")],
+                say("I think we are done here."),
+                after_nudge,
+                recording(rec, "refused", lambda req: [tool_use("await_agents")]),
+                [tool_use("finish", summary="all done", outcome="success")],
+            ),
+            worker("W-NAP", [tool_use("run_command", command="sleep 1")], complete("napped")),
+        )
+    )
+    run_id, outcome = await se.run()
+    assert outcome.status == "succeeded" and outcome.summary == "all done"
+    assert "[engine]" in rec["nudge"]
+    assert "a002" in rec["nudge"]
+    refused = result_of(rec["refused"], "finish")
+    assert refused.is_error
+    assert "active" in refused.json["error"] and "a002" in refused.json["error"]
+    assert se.journal.get_run(run_id).status == "succeeded"  # type: ignore[union-attr]
+
+
+async def test_agent_ids_unique_across_runs_in_one_workspace(sim_engine: SimEngineFactory, workspace: Path) -> None:
+    rec = Recorder()
+
+    def finish(req):
+        rec.data.setdefault("ids", []).extend(spawned_ids(req))
+        return [tool_use("finish", summary="ok", outcome="success")]
+
+    se = sim_engine(
+        policy(
+            orchestrator(
+                [tool_use("spawn_agent", task="W-ONE write")],
+                [tool_use("await_agents")],
+                finish,
+            ),
+            worker("W-ONE", complete("wrote")),
+        )
+    )
+    run1, first = await se.run()
+    run2, second = await se.run()
+    assert first.status == second.status == "succeeded"
+    ids1 = sorted(a.agent_id for a in se.journal.list_agents(run1))
+    ids2 = sorted(a.agent_id for a in se.journal.list_agents(run2))
+    assert ids1 == ["a001", "a002"]
+    assert ids2 == ["a003", "a004"]
+    assert rec["ids"] == ["a002", "a004"]
+    files = sorted(p.name for p in (workspace / "agent-responses").glob("*.md"))
+    assert files == ["a001.md", "a002.md", "a003.md", "a004.md"]

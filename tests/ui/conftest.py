@@ -1,0 +1,90 @@
+"""Fixtures for the tray tests: offscreen Qt, a qasync loop, isolated settings and journal,
+and the offline demo (real engine on the Messages-API simulator)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import asyncio
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import qasync
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication
+
+from agentray.demo import DemoSession, create_demo_project
+from agentray.journal import Journal
+from agentray.ui.controller import AppController
+from agentray.ui.settings import AppSettings
+
+T = TypeVar("T")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing touches the user's journal, settings or keyring."""
+    monkeypatch.setenv("AGENTRAY_JOURNAL", str(tmp_path / "j.sqlite3"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings"))
+
+
+class QLoop:
+    """A qasync loop on the test QApplication: coroutines run while Qt events are processed."""
+
+    def __init__(self, app: QApplication) -> None:
+        self.loop = qasync.QEventLoop(app, already_running=False)
+        asyncio.set_event_loop(self.loop)
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        return self.loop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+    def wait_until(self, predicate: Any, timeout: float = 20.0) -> None:
+        async def poll() -> None:
+            while not predicate():
+                await asyncio.sleep(0.02)
+
+        self.run(poll(), timeout)
+
+    def close(self) -> None:
+        asyncio.set_event_loop(None)
+        self.loop.close()
+
+
+@pytest.fixture
+def qloop(qapp: QApplication) -> Iterator[QLoop]:
+    qloop = QLoop(qapp)
+    yield qloop
+    qloop.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> AppSettings:
+    return AppSettings(tmp_path / "settings.ini")
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[DemoSession]:
+    session = DemoSession.start(tmp_path / "demo", latency_s=0.01)
+    yield session
+    session.close()
+
+
+@pytest.fixture
+def controller(qloop: QLoop, settings: AppSettings, tmp_path: Path, demo: DemoSession) -> Iterator[AppController]:
+    """A controller whose engine runs on the demo simulator."""
+    ctl = AppController(settings, Journal(tmp_path / "j.sqlite3"))
+    ctl.use_demo(demo)
+    yield ctl
+    qloop.run(ctl.shutdown())
+
+
+def demo_workspace(tmp_path: Path, name: str) -> Path:
+    """Another copy of the demo project, for a second run on the same simulator."""
+    return create_demo_project(tmp_path / name)

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import pytest
 import qasync
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QEventLoop, QSettings
 from PySide6.QtWidgets import QApplication
 
 from agentray.demo import DemoSession, create_demo_project
@@ -36,14 +36,25 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class QLoop:
-    """A qasync loop on the test QApplication: coroutines run while Qt events are processed."""
+    """A qasync loop on the test QApplication, marked running for the whole test.
+
+    qasync's run_until_complete processes Qt events once more after it has unset the running
+    loop, and pytest-qt processes events between test phases: tasks stepped then crash with
+    "no running event loop". So the loop is built as already running, and ``run`` spins a nested
+    QEventLoop until the coroutine is done (coroutines run while Qt events are processed).
+    """
 
     def __init__(self, app: QApplication) -> None:
-        self.loop = qasync.QEventLoop(app, already_running=False)
+        self.loop = qasync.QEventLoop(app, already_running=True)
         asyncio.set_event_loop(self.loop)
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
-        return self.loop.run_until_complete(asyncio.wait_for(coro, timeout))
+        future = asyncio.ensure_future(asyncio.wait_for(coro, timeout), loop=self.loop)
+        spinner = QEventLoop()
+        future.add_done_callback(lambda _: spinner.quit())
+        if not future.done():
+            spinner.exec()
+        return future.result()
 
     def wait_until(self, predicate: Any, timeout: float = 20.0) -> None:
         async def poll() -> None:
@@ -53,6 +64,15 @@ class QLoop:
         self.run(poll(), timeout)
 
     def close(self) -> None:
+        pending = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            self.run(asyncio.wait(pending, timeout=5))
+        # not loop.stop(): it calls QCoreApplication.exit(), which makes every later
+        # QEventLoop.exec() return at once; mark it stopped by hand instead.
+        self.loop._QEventLoop__is_running = False  # type: ignore[attr-defined]
+        asyncio.events._set_running_loop(None)
         asyncio.set_event_loop(None)
         self.loop.close()
 

@@ -175,7 +175,7 @@ async def _loop(run: Run, agent: AgentState, *, resumed: bool) -> None:
             if agent.is_orchestrator:
                 idle_turns += 1
                 if idle_turns > MAX_IDLE_NUDGES:
-                    raise _TurnLimit(agent.turns, idle=True)
+                    raise _TurnLimit(idle_turns, idle=True)
                 _append_user_text(run, agent, messages, _orchestrator_nudge(run))
                 continue
             # a worker that ends its turn without complete(): its last words are its result
@@ -208,7 +208,7 @@ async def _loop(run: Run, agent: AgentState, *, resumed: bool) -> None:
 class _TurnLimit(Exception):
     def __init__(self, turns: int, *, idle: bool = False) -> None:
         if idle:
-            super().__init__(f"the orchestrator ended {turns} turns without calling a tool")
+            super().__init__(f"the orchestrator ended {turns} turns in a row without calling a tool")
         else:
             super().__init__(f"turn limit reached ({turns} model calls, cap max_turns)")
 

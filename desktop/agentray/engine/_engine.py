@@ -22,6 +22,7 @@ from agentray.model._types import ModelClient, RetryNotice
 from ._bus import EventBus
 from ._config import RunConfig
 from ._guard import GuardReading, SystemGuard
+from ._processes import reap_orphans
 from ._progress import ProgressFile
 from ._run import RESUMABLE_REASONS, Escalation, Run, RunOutcome
 from ._state import ACTIVE, TERMINAL, AgentState
@@ -179,7 +180,10 @@ class Engine:
         config = RunConfig.from_dict(row.config)
         if not Path(config.workspace).is_dir():
             raise BadInputError(f"the workspace of run {row.run_id} is gone: {config.workspace}")
+        orphans = await reap_orphans(self.journal, row.run_id)
         run = self._make_run(row.run_id, config)
+        if orphans:
+            run.notice(f"killed {orphans} processes left running by the interrupted run", level="warning")
         if row.cost_usd:
             run.cost_usd = row.cost_usd
             run.tokens = row.tokens or 0

@@ -24,6 +24,7 @@ from agentray.model._types import ModelClient, Usage
 from agentray.tools import ProcessRegistry, Workspace, run_command, truncate_text
 
 from ._config import RunConfig
+from ._processes import JournaledProcesses
 from ._progress import ProgressFile
 from ._state import ACTIVE, SETTLED, TERMINAL, AgentState, ChangeNotifier, Slots
 
@@ -88,7 +89,7 @@ class Run:
         self.agents: dict[str, AgentState] = {}
         self.slots = Slots(config.max_concurrent)
         self.changes = ChangeNotifier()
-        self.processes = ProcessRegistry()
+        self.processes: ProcessRegistry = JournaledProcesses(journal, run_id)
         self.escalations: dict[str, Escalation] = {}
         self.notices: list[str] = []  # engine news for the orchestrator, drained by its monitors
         self.budget_usd = config.budget_usd

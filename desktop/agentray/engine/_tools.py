@@ -19,8 +19,9 @@ from ._toolkit import Tool, prop
 
 __all__ = ["RESUMABLE_TOOLS", "describe_call", "refusal_for_missing_tool", "tools_for"]
 
-# Waiting tools that may run again when a run resumes (they re-attach instead of repeating).
-RESUMABLE_TOOLS = frozenset({"escalate"})
+# Tools without side effects to fear, run again when a run resumes mid-call: monitors wait
+# again, escalate re-attaches to its journal row, report_blocker blocks again.
+RESUMABLE_TOOLS = frozenset({"escalate", "await_agents", "check_agents", "sleep", "report_blocker"})
 DEFAULT_AWAIT_TIMEOUT_S = 900.0
 ROLES = ("worker", "explorer", "fixer")
 

@@ -33,6 +33,8 @@ _RUN_VALUE = "Agentray"
 
 def _platform(platform: str | None) -> str:
     name = platform or sys.platform
+    if name in ("linux", "macos", "windows"):
+        return name
     if name.startswith("win"):
         return "windows"
     if name == "darwin":

@@ -355,6 +355,8 @@ class AppController(QObject):
         if self._engine is not None:
             live_runs = {r.run_id for r in self._engine.active_runs()}
             for esc in self._engine.pending_escalations():
+                if esc.run_id not in live_runs:  # a stopped run leaves its question unresolved
+                    continue
                 run = self._engine.runs.get(esc.run_id)
                 agent = run.agents.get(esc.agent_id) if run is not None else None
                 tail = _tail(agent.progress.path) if agent is not None else ""
@@ -384,10 +386,15 @@ class AppController(QObject):
             if row.escalation_id in seen or row.run_id in live_runs:
                 continue
             if row.run_id not in workspaces:
+                # Only runs that ended without the user deciding so (the app quit or crashed):
+                # a run the user stopped, or one that failed, does not keep asking.
                 run_row = self.journal.get_run(row.run_id)
-                workspaces[row.run_id] = run_row.workspace if run_row is not None else None
+                keep = run_row is not None and run_row.status in ("interrupted", "running")
+                workspaces[row.run_id] = run_row.workspace if keep and run_row is not None else None
             workspace = workspaces[row.run_id]
-            tail = _tail(Path(workspace) / PROGRESS_DIR / f"{row.agent_id}.md") if workspace else ""
+            if workspace is None:
+                continue
+            tail = _tail(Path(workspace) / PROGRESS_DIR / f"{row.agent_id}.md")
             views.append(
                 EscalationView(
                     escalation_id=row.escalation_id,

@@ -505,27 +505,17 @@ class DashboardWindow(QMainWindow):
 
     # ------------------------------------------------------------------ actions
     def _update_buttons(self) -> None:
-        live = self._live_run()
-        selected = self.selected_run is not None
-        agent = (
-            live.agents.get(self.selected_agent)
-            if live is not None and self.selected_agent
-            else None
-        )
+        run = self._live_run()
+        live = self.selected_run is not None and self.controller.is_live(self.selected_run)
+        agent = run.agents.get(self.selected_agent or "") if live and run is not None else None
         self.stop_agent_button.setEnabled(
             agent is not None and agent.active and not agent.is_orchestrator
         )
-        self.stop_run_button.setEnabled(
-            live is not None and self.controller.is_live(self.selected_run or "")
-        )
-        status = ""
-        if selected and live is None:
-            item = self.runs.currentItem()
-            status = item.text(1) if item is not None else ""
-        self.resume_run_button.setEnabled(
-            selected and live is None and status not in ("", "succeeded", "running")
-        )
-        self.open_folder_button.setEnabled(selected)
+        self.stop_run_button.setEnabled(live)
+        item = self.runs.currentItem()
+        status = item.text(1) if item is not None and not live else ""
+        self.resume_run_button.setEnabled(not live and status not in ("", "succeeded", "running"))
+        self.open_folder_button.setEnabled(self.selected_run is not None)
 
     def _spawn(self, coro: Any, what: str, on_success: Any = None) -> asyncio.Future[Any]:
         task = asyncio.ensure_future(coro)

@@ -1,0 +1,219 @@
+"""The tray icon and its menu. The icon shows the state (idle, N agents working, needs you, last
+run failed); the menu is rebuilt each time it opens."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QMenu, QSystemTrayIcon
+
+from agentray import events as ev
+from agentray.errors import AgentrayError
+
+from .controller import AppController, RunSummary
+from .icons import state_icon
+
+__all__ = ["Shell", "Tray", "run_label"]
+
+MAX_MENU_TEXT = 48
+
+
+class Shell(Protocol):
+    """What the tray asks of the application (ui.app.TrayApp)."""
+
+    def open_dashboard(self, run_id: str | None = None) -> None: ...
+    def open_new_run(
+        self, goal: str | None = None, workspace: str | None = None, preset: str | None = None
+    ) -> None: ...
+    def open_settings(self) -> None: ...
+    def open_escalations(self, escalation_id: str | None = None) -> None: ...
+    def request_quit(self) -> None: ...
+    def show_error(self, title: str, message: str) -> None: ...
+
+
+def _clip(text: str, limit: int = MAX_MENU_TEXT) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def run_label(run: RunSummary) -> str:
+    return (
+        f"{_clip(run.goal, 40)} — {run.running} running, {run.waiting} waiting, "
+        f"{run.done} done, ${run.cost_usd:.2f}"
+    )
+
+
+class Tray(QObject):
+    state_changed = Signal(str, int)  # state, badge count
+
+    def __init__(
+        self, controller: AppController, shell: Shell, parent: QObject | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.controller = controller
+        self.shell = shell
+        self.state = "idle"
+        self.count = 0
+        self.last_failed = False  # error state: the last finished run failed
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self.icon = QSystemTrayIcon(state_icon("idle"), self)
+        self.menu = QMenu()
+        self.menu.aboutToShow.connect(self.rebuild_menu)
+        self.icon.setContextMenu(self.menu)
+        self.icon.activated.connect(self._on_activated)
+        controller.runs_changed.connect(self.refresh)
+        controller.escalations_changed.connect(self.refresh)
+        controller.run_finished.connect(self._on_run_finished)
+        controller.event.connect(self._on_event)
+        self.rebuild_menu()
+        self.refresh()
+
+    # ------------------------------------------------------------------ state
+    def _on_event(self, event: ev.Event) -> None:
+        if isinstance(event, ev.RunStarted):
+            self.last_failed = False
+
+    def _on_run_finished(self, run_id: str, status: str, summary: str) -> None:
+        if status == "failed":
+            self.last_failed = True
+        elif status == "succeeded":
+            self.last_failed = False
+        self.refresh()
+
+    def compute_state(self) -> tuple[str, int]:
+        runs = self.controller.active_runs()
+        if self.controller.pending_escalations():
+            return "attention", 0
+        if runs:
+            # agents working: talking to the model or waiting on something; at least one per run
+            agents = sum(r.running + r.waiting for r in runs)
+            return "working", max(agents, len(runs))
+        if self.last_failed:
+            return "error", 0
+        return "idle", 0
+
+    def tooltip_text(self) -> str:
+        runs = self.controller.active_runs()
+        pending = len(self.controller.pending_escalations())
+        lines = ["Agentray"]
+        if not runs:
+            lines.append("Last run failed" if self.last_failed else "Idle")
+        for run in runs:
+            lines.append(
+                f"{_clip(run.goal, 40)}: {run.running} running, {run.waiting} waiting, ${run.cost_usd:.2f}"
+            )
+        if pending:
+            lines.append(
+                f"{pending} pending approval{'s' if pending != 1 else ''}: an agent needs you"
+            )
+        return "\n".join(lines)
+
+    def refresh(self) -> None:
+        state, count = self.compute_state()
+        if (state, count) != (self.state, self.count):
+            self.state, self.count = state, count
+            self.icon.setIcon(state_icon(state, count))
+            self.state_changed.emit(state, count)
+        self.icon.setToolTip(self.tooltip_text())
+
+    def _on_activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
+        if reason in (
+            QSystemTrayIcon.ActivationReason.Trigger,
+            QSystemTrayIcon.ActivationReason.DoubleClick,
+        ):
+            if self.state == "attention":
+                self.shell.open_escalations()
+            else:
+                self.shell.open_dashboard()
+
+    # ------------------------------------------------------------------ menu
+    def _add(self, menu: QMenu, text: str, slot: Any, *, enabled: bool = True) -> QAction:
+        action = menu.addAction(text)
+        action.triggered.connect(slot)
+        action.setEnabled(enabled)
+        return action
+
+    def rebuild_menu(self) -> None:
+        menu = self.menu
+        menu.clear()
+        self._add(menu, "New run…", lambda: self.shell.open_new_run())
+
+        presets = self.controller.settings.presets
+        goals = self.controller.settings.recent_goals
+        if presets or goals:
+            start = menu.addMenu("Start again")
+            for preset in presets:
+                self._add(
+                    start,
+                    f"▶ {_clip(preset['name'])}",
+                    lambda _=False, p=preset: self.start_preset(p),
+                )
+            if presets and goals:
+                start.addSeparator()
+            for goal in goals:
+                self._add(
+                    start, _clip(goal), lambda _=False, g=goal: self.shell.open_new_run(goal=g)
+                )
+
+        runs = self.controller.active_runs()
+        if runs:
+            menu.addSeparator()
+            for run in runs:
+                sub = menu.addMenu(run_label(run))
+                sub.setToolTip(run.goal)
+                self._add(sub, "Open", lambda _=False, r=run.run_id: self.shell.open_dashboard(r))
+                self._add(sub, "Stop", lambda _=False, r=run.run_id: self.controller.stop_run(r))
+
+        pending = len(self.controller.pending_escalations())
+        menu.addSeparator()
+        self._add(
+            menu,
+            f"Pending approvals ({pending})",
+            lambda: self.shell.open_escalations(),
+            enabled=pending > 0,
+        )
+        self._add(menu, "Stop all agents", self.controller.stop_all, enabled=bool(runs))
+        menu.addSeparator()
+        self._add(menu, "Dashboard", lambda: self.shell.open_dashboard())
+        self._add(menu, "Settings…", self.shell.open_settings)
+        menu.addSeparator()
+        quit_text = f"Quit (stops {len(runs)} runs)" if runs else "Quit"
+        self._add(menu, quit_text, self.shell.request_quit)
+
+    def action_texts(self, menu: QMenu | None = None) -> list[str]:
+        """Every item text, submenus flattened (for tests and accessibility checks)."""
+        out: list[str] = []
+        for action in (menu or self.menu).actions():
+            if action.isSeparator():
+                continue
+            out.append(action.text())
+            if action.menu() is not None:
+                out.extend("  " + t for t in self.action_texts(action.menu()))  # type: ignore[arg-type]
+        return out
+
+    def find_action(self, text: str, menu: QMenu | None = None) -> QAction | None:
+        for action in (menu or self.menu).actions():
+            if action.text() == text:
+                return action
+            sub = action.menu()
+            if sub is not None:
+                found = self.find_action(text, sub)  # type: ignore[arg-type]
+                if found is not None:
+                    return found
+        return None
+
+    # ------------------------------------------------------------------ one-click starts
+    def start_preset(self, preset: dict[str, Any]) -> None:
+        task = asyncio.ensure_future(self._start(preset))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _start(self, preset: dict[str, Any]) -> str | None:
+        try:
+            return await self.controller.start_run(self.controller.settings.preset_config(preset))
+        except AgentrayError as error:
+            self.shell.show_error(f"Cannot start {preset.get('name', 'the preset')}", str(error))
+            return None

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Build the one-folder app with PyInstaller and smoke-start it.
+#   packaging/build.sh            # uses $PYTHON (default: python3) with agentray installed
+# Output: dist/agentray/agentray (and dist/Agentray.app on macOS).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PYTHON="${PYTHON:-python3}"
+cd "$ROOT"
+
+"$PYTHON" -m pip install --quiet "pyinstaller>=6.6"
+"$PYTHON" -c "import agentray" 2>/dev/null || "$PYTHON" -m pip install --quiet -e .
+
+# The Windows icon is generated from the SVG (kept in the repository too, for builds without Qt).
+QT_QPA_PLATFORM=offscreen "$PYTHON" packaging/make_icons.py
+
+"$PYTHON" -m PyInstaller --noconfirm --clean \
+    --distpath "$ROOT/dist" --workpath "$ROOT/build/pyinstaller" \
+    packaging/agentray.spec
+
+APP="$ROOT/dist/agentray/agentray"
+[[ -x "$APP" ]] || APP="$ROOT/dist/agentray/agentray.exe"
+
+echo "== smoke: --version"
+"$APP" --version
+
+echo "== smoke: offline demo, headless and offscreen"
+SMOKE="$(mktemp -d)"
+trap 'rm -rf "$SMOKE"' EXIT
+# The demo asks the human one question; answered by policy here so the run cannot wait forever.
+AGENTRAY_JOURNAL="$SMOKE/journal.sqlite3" QT_QPA_PLATFORM=offscreen \
+    timeout 300 "$APP" demo --headless --dir "$SMOKE/project" --on-escalation deny </dev/null \
+    > "$SMOKE/demo.log" 2>&1 || { status=$?; cat "$SMOKE/demo.log"; exit "$status"; }
+tail -n 5 "$SMOKE/demo.log"
+echo "== built: $APP"

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs (system packages, a venv, the package with its test
+# extra), then run ruff, mypy and pytest — the real tray, notification and keyring tests under
+# a virtual X server and a private D-Bus session. Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+SYSTEM_PACKAGES=(xvfb xauth dbus dbus-x11 gnome-keyring desktop-file-utils appstream
+                 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0
+                 libxcb-xinerama0 libxcb-randr0 libxcb-render-util0 libxcb-image0 libegl1 libgl1 libfontconfig1 libdbus-1-3)
+
+missing=()
+if command -v dpkg-query >/dev/null 2>&1; then
+  for pkg in "${SYSTEM_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "installing system packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+.venv/bin/python -m pip install -q -e '.[test]'
+
+.venv/bin/ruff check desktop tests scripts
+.venv/bin/mypy
+
+# A private D-Bus session with an unlocked gnome-keyring (Secret Service) and a virtual X server.
+exec xvfb-run -a -s "-screen 0 1280x800x24" dbus-run-session -- bash -c '
+  eval "$(printf "" | gnome-keyring-daemon --unlock --components=secrets 2>/dev/null)" || true
+  export GNOME_KEYRING_CONTROL SSH_AUTH_SOCK
+  exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+' bash "$@"

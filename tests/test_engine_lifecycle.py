@@ -1,0 +1,275 @@
+"""Stopping, cancelling, compacting and resuming runs, with real process trees."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+
+import psutil
+from conftest import SimEngineFactory
+from scripts import ORCH, Recorder, complete, orchestrator, policy, recording, result_of, spawned_ids, wait_for_files, worker
+
+from agentray import events as ev
+from agentray.journal import Journal
+from agentray.simulator import Rule, ScriptedPolicy, SimRequest, tool_use
+
+# top shell -> inner shell -> two sleeps (one in the background)
+TREE = "echo $$ > {p}top.pid; sh -c 'echo $$ > {p}inner.pid; sleep 30 & echo $! > {p}bg.pid; sleep 30; wait'"
+
+
+def _dead(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+async def _all_dead(pids: list[int], within: float = 5.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if all(_dead(p) for p in pids):
+            return True
+        await asyncio.sleep(0.02)
+    return all(_dead(p) for p in pids)
+
+
+async def _tree_pids(ws: Path, prefix: str = "", timeout: float = 5.0) -> list[int]:
+    files = [ws / f"{prefix}{name}.pid" for name in ("top", "inner", "bg")]
+    deadline = time.monotonic() + timeout
+    while not all(f.exists() and f.read_text().strip() for f in files):
+        assert time.monotonic() < deadline, "the worker's command never started"
+        await asyncio.sleep(0.02)
+    pids = [int(f.read_text()) for f in files]
+    found = set(pids)
+    for pid in pids:
+        try:
+            found.update(c.pid for c in psutil.Process(pid).children(recursive=True))
+        except psutil.NoSuchProcess:
+            pass
+    assert not any(_dead(p) for p in found)
+    return sorted(found)
+
+
+def _sleeper_policy(prefix: str = "") -> ScriptedPolicy:
+    return policy(
+        orchestrator([tool_use("spawn_agent", task="W-TREE runs a process tree")], [tool_use("await_agents")]),
+        worker("W-TREE", [tool_use("run_command", command=TREE.format(p=prefix))], complete("never")),
+    )
+
+
+# ---------------------------------------------------------------------------- stop
+async def test_stop_run_kills_the_process_tree(sim_engine: SimEngineFactory, workspace: Path) -> None:
+    se = sim_engine(_sleeper_policy())
+    run_id = await se.start()
+    pids = await _tree_pids(workspace)
+    assert len(pids) >= 4
+    stopped_at = time.monotonic()
+    assert se.engine.stop_run(run_id)
+    outcome = await se.wait(run_id, timeout=5)
+    assert time.monotonic() - stopped_at < 3
+    assert outcome.status == "cancelled"
+    assert await _all_dead(pids), [p for p in pids if not _dead(p)]
+    assert se.journal.get_run(run_id).status == "cancelled"  # type: ignore[union-attr]
+    rows = {a.agent_id: a for a in se.journal.list_agents(run_id)}
+    assert rows["a002"].status == "cancelled" and rows["a002"].status_reason == "run stopped"
+    assert "Status: cancelled" in (workspace / "agent-responses" / "a002.md").read_text()
+    assert se.events.of(ev.RunFinished)[-1].status == "cancelled"
+
+
+async def test_stop_all_stops_every_run(sim_engine: SimEngineFactory, workspace: Path, tmp_path: Path) -> None:
+    ws2 = tmp_path / "ws2"
+    ws2.mkdir()
+    se = sim_engine(_sleeper_policy())
+    run1 = await se.start()
+    run2 = await se.start(workspace=str(ws2))
+    pids = await _tree_pids(workspace) + await _tree_pids(ws2)
+    assert sorted(se.engine.stop_all()) == sorted([run1, run2])
+    outcomes = [await se.wait(run1, 5), await se.wait(run2, 5)]
+    assert [o.status for o in outcomes] == ["cancelled", "cancelled"]
+    ok = await _all_dead(pids)
+    for p in pids:
+        if not _dead(p): print("ALIVE", p, psutil.Process(p).cmdline(), psutil.Process(p).cwd())
+    print("PIDS", pids, [(a.agent_id, a.status, a.status_reason) for r in (run1, run2) for a in se.journal.list_agents(r)])
+    assert ok
+    assert se.engine.active_runs() == []
+
+
+async def test_stop_requested_from_another_journal_connection(sim_engine: SimEngineFactory, workspace: Path) -> None:
+    se = sim_engine(_sleeper_policy())
+    run_id = await se.start()
+    pids = await _tree_pids(workspace)
+    other = Journal(se.journal_path)  # what `agentray stop RUN` in another process does
+    try:
+        requested_at = time.monotonic()
+        assert other.request_stop(run_id)
+        outcome = await se.wait(run_id, timeout=5)
+        assert time.monotonic() - requested_at < 1.5
+    finally:
+        other.close()
+    assert outcome.status == "cancelled"
+    assert await _all_dead(pids)
+
+
+# ---------------------------------------------------------------------------- cancel
+async def test_cancel_agent_kills_its_tree_and_its_helpers(sim_engine: SimEngineFactory, workspace: Path) -> None:
+    rec = Recorder()
+
+    def cancel_when_started(req: SimRequest) -> list[dict[str, object]]:
+        assert wait_for_files([workspace / "top.pid", workspace / "child.pid"])
+        rec.note("pids", [int((workspace / n).read_text()) for n in ("top.pid", "inner.pid", "bg.pid", "child.pid")])
+        return [tool_use("cancel_agent", agent_id="a002", reason="changed plans")]
+
+    se = sim_engine(
+        policy(
+            orchestrator(
+                [tool_use("spawn_agent", task="W-BOSS runs things and has a helper")],
+                cancel_when_started,
+                recording(rec, "cancelled", lambda req: [tool_use("finish", summary="ok", outcome="success")]),
+            ),
+            worker(
+                "W-BOSS",
+                [tool_use("spawn_agent", task="W-MINION sleeps")],
+                [tool_use("run_command", command=TREE.format(p=""))],
+                complete("never"),
+            ),
+            worker("W-MINION", [tool_use("run_command", command="echo $$ > child.pid; sleep 30")], complete("never")),
+        )
+    )
+    run_id, outcome = await se.run()
+    assert outcome.status == "succeeded", outcome
+    result = result_of(rec["cancelled"], "cancel_agent")
+    assert not result.is_error
+    assert result.json["status"] == "cancelled" and result.json["also_cancelled"] == ["a003"]
+    assert result.json["processes_killed"] >= 2
+    assert await _all_dead(rec["pids"])
+    rows = {a.agent_id: a for a in se.journal.list_agents(run_id)}
+    assert rows["a002"].status == "cancelled" and rows["a002"].status_reason == "changed plans"
+    assert rows["a003"].status == "cancelled"
+
+
+# ---------------------------------------------------------------------------- compaction
+def _generations(journal_path: Path, run_id: str) -> list[tuple[str, str]]:
+    with sqlite3.connect(journal_path) as db:
+        return db.execute(
+            "SELECT agent_id, reason FROM transcript_generations WHERE run_id = ? ORDER BY generation", (run_id,)
+        ).fetchall()
+
+
+BIG = "".join(f"line {i:03d} " + "x" * 60 + "\n" for i in range(40))  # ~700 tokens a read
+
+
+async def test_worker_transcript_is_compacted_and_the_worker_completes(
+    sim_engine: SimEngineFactory, workspace: Path
+) -> None:
+    (workspace / "big.txt").write_text(BIG)
+
+    def reader(req: SimRequest) -> list[dict[str, object]]:
+        if "compacted" in req.first_user_text or req.turn_index >= 12:
+            return complete(f"read it {len(req.tool_results_named('read_file'))} times since compaction")
+        return [tool_use("read_file", path="big.txt")]
+
+    se = sim_engine(
+        policy(
+            orchestrator(
+                [tool_use("spawn_agent", task="W-READER reads a big file")],
+                [tool_use("await_agents")],
+                [tool_use("finish", summary="ok", outcome="success")],
+            ),
+            worker("W-READER", *[reader] * 20),
+        )
+    )
+    run_id, outcome = await se.run(context_window=4000)
+    assert outcome.status == "succeeded", outcome
+    compacted = [n for n in se.events.of(ev.Notice) if "context compacted" in n.message]
+    assert compacted and compacted[0].agent_id == "a002"
+    assert ("a002", "compaction") in _generations(se.journal_path, run_id)
+    transcript = se.journal.load_transcript(run_id, "a002")
+    assert "compacted" in str(transcript[0]["content"])
+    assert len(transcript) < sum(1 for r in se.requests_of("W-READER")) * 2
+    row = se.journal.get_agent(run_id, "a002")
+    assert row is not None and row.status == "done" and row.summary is not None
+    # the compacted request kept the first message and stayed well-formed (the simulator validates it)
+    last = se.requests_of("W-READER")[-1]
+    assert "compacted" in last.first_user_text
+
+
+async def test_orchestrator_restarts_from_a_digest(sim_engine: SimEngineFactory, workspace: Path) -> None:
+    (workspace / "big.txt").write_text(BIG)
+    rec = Recorder()
+
+    def orch(req: SimRequest) -> list[dict[str, object]]:
+        if "restarted" in req.first_user_text:
+            rec.note("restart", req)
+            return [tool_use("finish", summary="finished after restart", outcome="success")]
+        if not spawned_ids(req):
+            return [tool_use("spawn_agent", task="W-QUICK quick job")]
+        if not req.tool_results_named("await_agents"):
+            return [tool_use("await_agents")]
+        if req.turn_index >= 15:
+            return [tool_use("finish", summary="never compacted", outcome="failure")]
+        return [tool_use("read_file", path="big.txt")]
+
+    se = sim_engine(
+        ScriptedPolicy([Rule(ORCH, [orch] * 30), Rule("W-QUICK", [complete("quick result 42")])])
+    )
+    run_id, outcome = await se.run(context_window=4000)
+    assert outcome.status == "succeeded" and outcome.summary == "finished after restart", outcome
+    restarted = rec["restart"]
+    assert len(restarted.messages) == 1 and restarted.messages[0]["role"] == "user"
+    digest = restarted.first_user_text
+    assert "restarted" in digest and "a002" in digest and "quick result 42" in digest
+    assert "GOAL: do the work" in digest
+    assert ("a001", "compaction") in _generations(se.journal_path, run_id)
+
+
+# ---------------------------------------------------------------------------- resume
+async def test_resume_after_stop_reports_the_interrupted_call(sim_engine: SimEngineFactory, workspace: Path) -> None:
+    rec = Recorder()
+
+    def after_interruption(req: SimRequest) -> list[dict[str, object]]:
+        rec.note("worker_resumed", req.last_tool_results)
+        return complete("recovered after resume")
+
+    def orch_resumed(req: SimRequest) -> list[dict[str, object]]:
+        rec.note("orch_resumed", req.last_tool_results)
+        return [tool_use("spawn_agent", task="W-AFTER new work after resume")]
+
+    resume_policy = policy(
+        orchestrator(
+            [tool_use("spawn_agent", task="W-MIDWAY long command")],
+            [tool_use("await_agents")],
+            orch_resumed,
+            lambda req: [tool_use("await_agents", agent_ids=["a002", *spawned_ids(req)[1:]])],
+            lambda req: [tool_use("finish", summary="resumed and finished", outcome="success")],
+        ),
+        worker("W-MIDWAY", [tool_use("run_command", command="sleep 30")], after_interruption),
+        worker("W-AFTER", complete("after done")),
+    )
+    first = sim_engine(resume_policy)
+    run_id = await first.start()
+    await first.events.wait_for(ev.ToolCallStarted, lambda e: e.tool == "run_command")
+    assert first.engine.stop_run(run_id)
+    assert (await first.wait(run_id)).status == "cancelled"
+    await first.engine.aclose()
+
+    second = sim_engine(sim=first.sim)  # a new engine on the same journal file
+    assert await second.engine.resume_run(run_id) == run_id
+    outcome = await second.wait(run_id)
+    assert outcome.status == "succeeded", outcome
+    assert second.events.of(ev.RunStarted)[0].resumed is True
+
+    (interrupted,) = rec["worker_resumed"]
+    assert interrupted.is_error and "interrupted" in interrupted.json["error"]
+    # the orchestrator's await_agents was cut too: it re-attaches (a monitor is safe to repeat) or is
+    # reported interrupted; either way its transcript stays well-formed and it carries on
+    (awaited,) = rec["orch_resumed"]
+    assert awaited.tool_name == "await_agents"
+    assert "interrupted" in awaited.json["error"] if awaited.is_error else awaited.json["agents"][0]["agent_id"] == "a002"
+    rows = {a.agent_id: a for a in second.journal.list_agents(run_id)}
+    assert list(rows) == ["a001", "a002", "a003"]  # the new spawn got a fresh id
+    assert rows["a002"].summary == "recovered after resume" and rows["a003"].status == "done"
+    call = next(c for c in second.journal.list_tool_calls(run_id) if c.name == "run_command")
+    assert call.is_error and "interrupted" in str(call.result)
+    assert second.journal.get_run(run_id).status == "succeeded"  # type: ignore[union-attr]

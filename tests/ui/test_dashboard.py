@@ -1,0 +1,127 @@
+"""Dashboard: the agent tree of a live run (real engine + simulator), the progress view, the
+coalesced refresh bound, Stop run, and a past run read back from the journal."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from PySide6.QtWidgets import QTreeWidgetItem
+
+from agentray import events as ev
+from agentray.demo import DemoSession
+from agentray.ui.controller import AppController
+from agentray.ui.dashboard import EVENTS_KEPT, REFRESH_INTERVAL_MS, DashboardWindow
+
+if TYPE_CHECKING:
+    from conftest import QLoop
+
+
+def _item_for(dash: DashboardWindow, agent_id: str) -> QTreeWidgetItem:
+    return dash._agent_items[agent_id]
+
+
+def test_live_run_tree_progress_and_stop(
+    qtbot, controller: AppController, demo: DemoSession, qloop: QLoop  # type: ignore[no-untyped-def]
+) -> None:
+    dash = DashboardWindow(controller)
+    qtbot.addWidget(dash)
+    run_id = qloop.run(controller.start_run(demo.config()))
+    dash.show_run(run_id)
+    assert dash.selected_run == run_id
+
+    # The demo spawns three workers under the orchestrator (C only after A is done).
+    qloop.wait_until(lambda: len(dash._agent_items) >= 4, timeout=30)
+    run = controller.engine().runs[run_id]
+    orchestrator = run.orchestrator()
+    assert orchestrator is not None
+    top = dash.agents.topLevelItem(0)
+    assert top is not None and orchestrator.agent_id in top.text(0)
+    assert dash.agents.topLevelItemCount() == 1
+    assert top.childCount() >= 3
+    workers = [a for a in run.agents.values() if a.parent_id == orchestrator.agent_id]
+    child_ids = {top.child(i).text(0).rsplit("(", 1)[1].rstrip(")") for i in range(top.childCount())}
+    assert {w.agent_id for w in workers} <= child_ids
+    assert top.text(1) == orchestrator.status or top.text(1) in ("running", "waiting")
+
+    # Select a worker: its progress file is shown (and re-read as it changes).
+    worker = workers[0]
+    dash.agents.setCurrentItem(_item_for(dash, worker.agent_id))
+    assert dash.selected_agent == worker.agent_id
+    qloop.wait_until(lambda: "Status:" in dash.progress_text())
+    on_disk = worker.progress.path.read_text(encoding="utf-8")
+    assert dash.progress_text().splitlines()[0] == on_disk.splitlines()[0] == f"# {worker.title}"
+    assert worker.title in dash.progress.toPlainText()
+    qloop.wait_until(lambda: dash.progress_text() == worker.progress.path.read_text(encoding="utf-8"))
+
+    # Events of the run are listed; the machine load line is there.
+    qloop.wait_until(lambda: dash.events.count() > 3)
+    lines = [dash.events.item(i).text() for i in range(dash.events.count())]
+    assert any("agent_spawned" in line for line in lines)
+    assert dash.load_label.text().startswith("CPU ")
+    assert dash.guard_label.text().startswith("Guard:")
+
+    # Stop run: the run ends cancelled, in the engine and in the journal.
+    assert dash.stop_run_button.isEnabled()
+    dash.stop_run_button.click()
+    qloop.wait_until(lambda: controller.journal.get_run(run_id).status == "cancelled", timeout=20)  # type: ignore[union-attr]
+    qloop.wait_until(lambda: not controller.is_live(run_id))
+    qloop.wait_until(lambda: not dash.stop_run_button.isEnabled())
+    assert dash.resume_run_button.isEnabled()
+
+    # A fresh window (e.g. after a restart) shows the same run from the journal.
+    past = DashboardWindow(controller)
+    qtbot.addWidget(past)
+    past.show_run(run_id)
+    assert past.selected_run == run_id
+    ids = set(past._agent_items)
+    assert {orchestrator.agent_id, worker.agent_id} <= ids
+    run_item = past.runs.currentItem()
+    assert run_item is not None and run_item.text(1) == "cancelled"
+
+
+def test_refreshes_are_coalesced(qtbot, controller: AppController, qloop: QLoop) -> None:  # type: ignore[no-untyped-def]
+    dash = DashboardWindow(controller)
+    qtbot.addWidget(dash)
+    dash.show_run("run-flood")
+    before = dash.refresh_count
+    total, batches = 6000, 40
+
+    async def flood() -> float:
+        start = time.monotonic()
+        for batch in range(batches):
+            for i in range(total // batches):
+                n = batch * (total // batches) + i
+                controller.event.emit(
+                    ev.AgentProgress(run_id="run-flood", agent_id=f"a{n % 60}", kind="UPDATE", note=f"step {n}")
+                )
+            await asyncio.sleep(0.01)  # let the loop breathe, as real event bursts do
+        elapsed = time.monotonic() - start
+        await asyncio.sleep(REFRESH_INTERVAL_MS / 1000 * 3)  # the last coalesced refresh
+        return elapsed
+
+    elapsed = qloop.run(flood())
+    refreshes = dash.refresh_count - before
+    # At most one refresh per interval (plus slack for timer jitter), never one per event.
+    bound = (elapsed + 0.3) / (REFRESH_INTERVAL_MS / 1000) + 3
+    assert 1 <= refreshes <= bound, (refreshes, bound, elapsed)
+    assert refreshes < total / 100
+    # Every event reached the list, in order; only the newest EVENTS_KEPT are kept.
+    assert total > EVENTS_KEPT and dash.events.count() == EVENTS_KEPT
+    assert dash.events.item(EVENTS_KEPT - 1).text().endswith(f"step {total - 1}")
+    assert dash.events.item(0).text().endswith(f"step {total - EVENTS_KEPT}")
+
+
+def test_events_of_other_runs_do_not_touch_the_selected_run(
+    qtbot, controller: AppController, qloop: QLoop  # type: ignore[no-untyped-def]
+) -> None:
+    dash = DashboardWindow(controller)
+    qtbot.addWidget(dash)
+    dash.show_run("run-a")
+    for n in range(50):
+        controller.event.emit(ev.Notice(run_id="run-b", level="info", message=f"b{n}"))
+    qloop.run(asyncio.sleep(0.3))
+    assert dash.events.count() == 0
+    dash.show_run("run-b")  # switching shows what arrived for run-b meanwhile
+    assert dash.events.count() == 50

@@ -1,0 +1,122 @@
+"""Settings dialog: no-keyring warning, the key never shown, Verify over real HTTP against the
+simulator, and saving preferences (including the real XDG autostart entry)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from PySide6.QtWidgets import QAbstractButton, QGroupBox, QLabel, QLineEdit, QWidget
+
+from agentray.simulator import Simulator
+from agentray.ui.controller import AppController
+from agentray.ui.settings import AppSettings
+from agentray.ui.settings_dialog import SettingsDialog
+
+if TYPE_CHECKING:
+    from conftest import QLoop
+
+SECRET = "sk-ant-api03-" + "Qz7" * 30 + "-SECRETTAIL"
+
+
+def _all_text(root: QWidget) -> str:
+    parts = [root.windowTitle(), root.toolTip()]
+    for widget in root.findChildren(QWidget):
+        parts.append(widget.toolTip())
+        if isinstance(widget, QLabel | QAbstractButton):
+            parts.append(widget.text())
+        if isinstance(widget, QLineEdit):
+            parts += [widget.text(), widget.placeholderText(), widget.displayText()]
+        if isinstance(widget, QGroupBox):
+            parts.append(widget.title())
+    return "\n".join(parts)
+
+
+@pytest.fixture
+def plain_controller(qloop: QLoop, settings: AppSettings, tmp_path: Path) -> AppController:
+    from agentray.journal import Journal
+
+    return AppController(settings, Journal(tmp_path / "j.sqlite3"))
+
+
+def test_no_keyring_warns_and_disables_store(qtbot, plain_controller: AppController) -> None:  # type: ignore[no-untyped-def]
+    # conftest forces keyring's fail backend: there is no usable keyring here.
+    dialog = SettingsDialog(plain_controller)
+    qtbot.addWidget(dialog)
+    assert not dialog.keyring_warning.isHidden()
+    warning = dialog.keyring_warning.text()
+    assert "No usable OS keyring" in warning and "ANTHROPIC_API_KEY" in warning
+    assert "plaintext" in warning
+    assert not dialog.store_button.isEnabled() and not dialog.key_edit.isEnabled()
+    assert not dialog.remove_button.isEnabled()
+    assert "No API key" in dialog.key_status_label.text()
+
+
+def test_key_from_environment_is_never_shown(qtbot, plain_controller: AppController, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+    dialog = SettingsDialog(plain_controller)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    status = dialog.key_status_label.text()
+    assert "environment" in status and f"({len(SECRET)} chars)" in status
+    text = _all_text(dialog)
+    assert SECRET not in text and "SECRETTAIL" not in text and "Qz7Qz7" not in text
+
+
+def test_verify_against_simulator(qtbot, plain_controller: AppController, qloop: QLoop, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    with Simulator(api_keys={SECRET}) as sim:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", sim.base_url)
+        dialog = SettingsDialog(plain_controller)
+        qtbot.addWidget(dialog)
+        results: list[tuple[bool, str]] = []
+        dialog.verified.connect(lambda ok, message: results.append((ok, message)))
+
+        monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+        dialog.verify_button.click()
+        qloop.wait_until(lambda: len(results) == 1)
+        assert results[0][0] is True
+        assert dialog.key_message.text() == "The key works."
+        assert dialog.verify_button.isEnabled()
+
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-wrong-key")
+        dialog.verify_button.click()
+        qloop.wait_until(lambda: len(results) == 2)
+        assert results[1][0] is False
+        assert dialog.key_message.text().startswith("Verify failed")
+        assert SECRET not in _all_text(dialog)
+
+
+def test_verify_without_any_key_says_so(qtbot, plain_controller: AppController) -> None:  # type: ignore[no-untyped-def]
+    dialog = SettingsDialog(plain_controller)
+    qtbot.addWidget(dialog)
+    dialog.verify_button.click()
+    assert "No key to verify" in dialog.key_message.text()
+
+
+def test_save_writes_preferences_and_autostart(
+    qtbot, plain_controller: AppController, settings: AppSettings, tmp_path: Path, monkeypatch  # type: ignore[no-untyped-def]
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    dialog = SettingsDialog(plain_controller)
+    qtbot.addWidget(dialog)
+    assert not dialog.start_at_login.isChecked()
+    dialog.model.setCurrentText("claude-opus-4-5")
+    dialog.max_concurrent.setValue(3)
+    dialog.budget.setValue(2.5)
+    dialog.mute.setChecked(True)
+    dialog.start_at_login.setChecked(True)
+    dialog.save()
+
+    entry = tmp_path / "xdg" / "autostart" / "agentray.desktop"
+    assert entry.is_file() and "[Desktop Entry]" in entry.read_text()
+    assert settings.default_model == "claude-opus-4-5"
+    assert settings.max_concurrent == 3 and settings.budget_usd == 2.5
+    assert settings.notifications_muted is True and settings.start_at_login is True
+
+    again = SettingsDialog(plain_controller)
+    qtbot.addWidget(again)
+    assert again.start_at_login.isChecked() and again.mute.isChecked()
+    again.start_at_login.setChecked(False)
+    again.save()
+    assert not entry.exists() and settings.start_at_login is False

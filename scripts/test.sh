@@ -34,7 +34,9 @@ fi
 
 # A private D-Bus session with an unlocked gnome-keyring (Secret Service) and a virtual X server.
 exec xvfb-run -a -s "-screen 0 1280x800x24" dbus-run-session -- bash -c '
-  eval "$(printf "" | gnome-keyring-daemon --unlock --components=secrets 2>/dev/null)" || true
+  # a throw-away keyring folder with a known password: no unlock prompt can block the tests
+  eval "$(printf "agentray-ci" | XDG_DATA_HOME="$(mktemp -d)" gnome-keyring-daemon --daemonize --unlock --components=secrets 2>/dev/null)" || true
   export GNOME_KEYRING_CONTROL SSH_AUTH_SOCK
+  export AGENTRAY_REQUIRE_DESKTOP=1
   exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 ' bash "$@"

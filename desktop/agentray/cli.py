@@ -437,7 +437,11 @@ def cmd_key(args: argparse.Namespace) -> int:
         problem = keys.keyring_problem()
         if problem:
             raise BadInputError(problem)
-        print("the stored key was removed" if keys.delete_key() else "no key was stored")
+        try:
+            removed = keys.delete_key()
+        except RuntimeError as error:
+            raise BadInputError(str(error)) from None
+        print("the stored key was removed" if removed else "no key was stored")
         return EXIT_OK
     problem = keys.keyring_problem()
     if problem:

@@ -62,7 +62,7 @@ def _keyring_get() -> str | None:
 
     try:
         return keyring.get_password(KEYRING_SERVICE, KEYRING_USERNAME)
-    except Exception:
+    except Exception:  # a locked or broken keyring means "no key here", not a crash
         return None
 
 
@@ -98,8 +98,13 @@ def store_key(key: str) -> None:
     if problem is not None:
         raise RuntimeError(f"{problem}; set {ENV_VAR} instead")
     import keyring
+    from keyring.errors import KeyringError
 
-    keyring.set_password(KEYRING_SERVICE, KEYRING_USERNAME, key)
+    try:
+        keyring.set_password(KEYRING_SERVICE, KEYRING_USERNAME, key)
+    except (KeyringError, OSError) as error:
+        # e.g. a locked Secret Service whose unlock prompt cannot be shown
+        raise RuntimeError(f"the OS keyring refused the key ({error}); set {ENV_VAR} instead") from None
 
 
 def delete_key() -> bool:
@@ -107,10 +112,12 @@ def delete_key() -> bool:
     if keyring_problem() is not None:
         return False
     import keyring
-    from keyring.errors import PasswordDeleteError
+    from keyring.errors import KeyringError, PasswordDeleteError
 
     try:
         keyring.delete_password(KEYRING_SERVICE, KEYRING_USERNAME)
     except PasswordDeleteError:
         return False
+    except (KeyringError, OSError) as error:
+        raise RuntimeError(f"the OS keyring refused to delete the key ({error})") from None
     return True

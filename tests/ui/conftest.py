@@ -32,7 +32,9 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings"))
+    QSettings.setPath(
+        QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings")
+    )
 
 
 class QLoop:
@@ -97,7 +99,9 @@ def demo(tmp_path: Path) -> Iterator[DemoSession]:
 
 
 @pytest.fixture
-def controller(qloop: QLoop, settings: AppSettings, tmp_path: Path, demo: DemoSession) -> Iterator[AppController]:
+def controller(
+    qloop: QLoop, settings: AppSettings, tmp_path: Path, demo: DemoSession
+) -> Iterator[AppController]:
     """A controller whose engine runs on the demo simulator."""
     ctl = AppController(settings, Journal(tmp_path / "j.sqlite3"))
     ctl.use_demo(demo)

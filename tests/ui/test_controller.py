@@ -57,7 +57,11 @@ def test_demo_run_signals_escalation_and_finish(
 
 
 def test_journal_only_escalation_resumed_and_answered(
-    controller: AppController, demo: DemoSession, qloop: QLoop, settings: AppSettings, tmp_path: Path
+    controller: AppController,
+    demo: DemoSession,
+    qloop: QLoop,
+    settings: AppSettings,
+    tmp_path: Path,
 ) -> None:
     run_id = qloop.run(controller.start_run(demo.config()))
     qloop.wait_until(lambda: bool(controller.pending_escalations()))
@@ -84,7 +88,9 @@ def test_no_key_raises(settings: AppSettings, tmp_path: Path, qloop: QLoop) -> N
     assert not ctl.has_engine()
 
 
-def test_stop_run_through_controller(controller: AppController, demo: DemoSession, qloop: QLoop) -> None:
+def test_stop_run_through_controller(
+    controller: AppController, demo: DemoSession, qloop: QLoop
+) -> None:
     finished: list[str] = []
     controller.run_finished.connect(lambda r, s, m: finished.append(s))
     run_id = qloop.run(controller.start_run(demo.config()))

@@ -8,14 +8,15 @@ from typing import TYPE_CHECKING
 from agentray.demo import DemoSession
 from agentray.ui.controller import AppController
 from agentray.ui.escalation_dialog import EscalationWindow, affirmative_option, negative_option
-
 from conftest import demo_workspace
 
 if TYPE_CHECKING:
     from conftest import QLoop
 
 
-def start_three(controller: AppController, demo: DemoSession, qloop: QLoop, tmp_path: Path) -> list[str]:
+def start_three(
+    controller: AppController, demo: DemoSession, qloop: QLoop, tmp_path: Path
+) -> list[str]:
     workspaces = [demo.workspace, demo_workspace(tmp_path, "d2"), demo_workspace(tmp_path, "d3")]
     run_ids = [qloop.run(controller.start_run(demo.config(workspace=str(w)))) for w in workspaces]
     qloop.wait_until(lambda: len(controller.pending_escalations()) == 3, timeout=30)
@@ -69,7 +70,9 @@ def test_queue_counter_option_answer_and_abort(
     assert sorted(statuses.values()) == ["cancelled", "succeeded", "succeeded"]
 
 
-def test_reply_sends_typed_text(controller: AppController, demo: DemoSession, qloop: QLoop, qtbot) -> None:
+def test_reply_sends_typed_text(
+    controller: AppController, demo: DemoSession, qloop: QLoop, qtbot
+) -> None:
     qloop.run(controller.start_run(demo.config()))
     qloop.wait_until(lambda: bool(controller.pending_escalations()))
     window = EscalationWindow(controller)

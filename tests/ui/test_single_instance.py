@@ -24,15 +24,15 @@ def test_second_instance_sends_show_to_first(qtbot) -> None:
     name = f"agentray-test-{uuid.uuid4().hex[:8]}"
     first = SingleInstance(name)
     assert first.acquire("show")
+    got: list[str] = []
+    first.message_received.connect(got.append)
     try:
         second = SingleInstance(name)
-        with qtbot.waitSignal(first.message_received, timeout=3000) as blocker:
-            assert not second.acquire("show")
-        assert blocker.args == ["show"]
+        assert not second.acquire("show")
+        qtbot.waitUntil(lambda: got == ["show"], timeout=3000)
         assert second.server is None  # it did not take over
-        with qtbot.waitSignal(first.message_received, timeout=3000) as blocker:
-            assert SingleInstance(name).send("demo")
-        assert blocker.args == ["demo"]
+        assert SingleInstance(name).send("demo")
+        qtbot.waitUntil(lambda: got == ["show", "demo"], timeout=3000)
     finally:
         first.close()
     # once the first is gone, a new one becomes the instance
@@ -55,9 +55,10 @@ def test_stale_socket_is_replaced(tmp_path: Path, qtbot) -> None:
     assert Path(path).exists()
     instance = SingleInstance(name)
     assert instance.acquire()
+    got: list[str] = []
+    instance.message_received.connect(got.append)
     try:
-        with qtbot.waitSignal(instance.message_received, timeout=3000) as blocker:
-            assert SingleInstance(name).send("show")
-        assert blocker.args == ["show"]
+        assert SingleInstance(name).send("show")
+        qtbot.waitUntil(lambda: got == ["show"], timeout=3000)
     finally:
         instance.close()

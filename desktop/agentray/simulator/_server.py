@@ -106,6 +106,7 @@ class _ApiError(Exception):
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256  # the default backlog (5) refuses bursts of concurrent agents
     sim: Simulator
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -120,6 +121,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # small SSE frames must not wait for delayed ACKs (Nagle): ~40 ms per response otherwise
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.sim._track(self.connection, add=True)
 
     def finish(self) -> None:

@@ -35,9 +35,12 @@ class SingleInstance(QObject):
         socket.connectToServer(self.name)
         if not socket.waitForConnected(timeout_ms):
             return False
-        socket.write((message.strip() + "\n").encode("utf-8"))
+        data = (message.strip() + "\n").encode("utf-8")
+        ok = socket.write(data) == len(data)
+        # flush() may write it all at once; then there is nothing left for waitForBytesWritten
         socket.flush()
-        ok = socket.waitForBytesWritten(timeout_ms)
+        if socket.bytesToWrite() > 0:
+            ok = socket.waitForBytesWritten(timeout_ms) and ok
         socket.disconnectFromServer()
         if socket.state() != QLocalSocket.LocalSocketState.UnconnectedState:
             socket.waitForDisconnected(timeout_ms)

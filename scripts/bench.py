@@ -1,0 +1,272 @@
+"""Engine benchmarks against the offline simulator (run in its own process, so it does not share
+the engine's GIL). Prints a table; figures are medians of several repeats.
+
+    python scripts/bench.py            # the full set (about a minute)
+    python scripts/bench.py --quick    # fewer repeats
+
+1. overhead per agent turn: one agent making K cheap turns. Reported as the turn time minus the
+   simulated latency, and as the engine's own share: minus a bare SDK call of the same size.
+2. await latency: from a worker's "done" to the orchestrator's await_agents returning.
+3. concurrency: N agents in parallel (max_concurrent = N), each making K turns with 200 ms of
+   simulated latency: wall time against the ideal, peak requests in flight, CPU and memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from agentray import events as ev
+from agentray.engine import RunConfig
+from agentray.journal import Journal
+from agentray.model import AnthropicModelClient, ModelRequest, RateLimitGate
+from agentray.runtime import build_engine
+from agentray.simulator import Reply, Rule, ScriptedPolicy, SimRequest, Simulator, text, tool_use
+
+KEY = "sk-ant-bench-000000000000"
+
+
+# ---------------------------------------------------------------------------- scripted agents
+def _param(request: SimRequest, name: str, default: int) -> int:
+    match = re.search(rf"{name}=(\d+)", request.first_user_text)
+    return int(match.group(1)) if match else default
+
+
+def orchestrator(request: SimRequest) -> list[dict[str, Any]]:
+    n, k, rounds = _param(request, "n", 1), _param(request, "k", 1), _param(request, "rounds", 1)
+    spawned = [r.json["agent_id"] for r in request.tool_results_named("spawn_agent") if r.json]
+    awaited = len(request.tool_results_named("await_agents"))
+    if rounds > 1:  # await-latency mode: spawn one, await it, repeat
+        if len(spawned) == awaited and len(spawned) < rounds:
+            return [tool_use("spawn_agent", task=f"BENCH-WORKER k={k}", title=f"w{len(spawned)}")]
+        if len(spawned) > awaited:
+            return [tool_use("await_agents", agent_ids=[spawned[-1]])]
+        return [tool_use("finish", summary="bench", outcome="success")]
+    if not spawned:
+        return [tool_use("spawn_agent", task=f"BENCH-WORKER k={k}", title=f"w{i}") for i in range(n)]
+    if not awaited:
+        return [tool_use("await_agents", agent_ids=spawned)]
+    return [tool_use("finish", summary="bench", outcome="success")]
+
+
+def worker(request: SimRequest) -> list[dict[str, Any]]:
+    k = _param(request, "k", 1)
+    if request.turn_index < k - 1:
+        return [tool_use("report_progress", note=f"step {request.turn_index}")]
+    return [tool_use("complete", summary="done")]
+
+
+def bare(request: SimRequest) -> Reply:
+    return Reply([text("ok")])
+
+
+def policy() -> ScriptedPolicy:
+    return ScriptedPolicy(
+        [
+            Rule(match="You are the orchestrator", turns=[orchestrator] * 500),
+            Rule(match="BENCH-WORKER", turns=[worker] * 500),
+        ],
+        fallback=_Bare(),
+    )
+
+
+class _Bare:
+    def respond(self, request: SimRequest) -> Reply:
+        return bare(request)
+
+
+class _InFlight:
+    """Wraps the policy to count requests being answered at once (server side)."""
+
+    def __init__(self, inner: Any, latency_s: float, shared: Any) -> None:
+        self.inner, self.latency_s, self.shared = inner, latency_s, shared
+
+    def respond(self, request: SimRequest) -> Any:
+        with self.shared.get_lock():
+            self.shared.value += 1
+            peak = self.shared.value
+        try:
+            if self.latency_s:
+                time.sleep(self.latency_s)
+            return self.inner.respond(request)
+        finally:
+            with self.shared.get_lock():
+                self.shared.value -= 1
+                _PEAK[0] = max(_PEAK[0], peak)
+
+
+_PEAK = [0]
+
+
+def _serve(latency_s: float, conn: Any, in_flight: Any, peak: Any) -> None:
+    sim = Simulator(_InFlight(policy(), latency_s, in_flight), api_keys={KEY})
+    conn.send(sim.start())
+    while True:
+        message = conn.recv()
+        if message == "peak":
+            conn.send(_PEAK[0])
+            _PEAK[0] = 0
+        elif message == "stop":
+            sim.stop()
+            return
+
+
+class SimProcess:
+    def __init__(self, latency_s: float) -> None:
+        self.parent, child = multiprocessing.Pipe()
+        self.in_flight = multiprocessing.Value("i", 0)
+        self.process = multiprocessing.Process(target=_serve, args=(latency_s, child, self.in_flight, None), daemon=True)
+        self.process.start()
+        self.base_url: str = self.parent.recv()
+
+    def peak(self) -> int:
+        self.parent.send("peak")
+        return int(self.parent.recv())
+
+    def stop(self) -> None:
+        self.parent.send("stop")
+        self.process.join(5)
+
+
+# ---------------------------------------------------------------------------- measurements
+async def run_once(base_url: str, goal: str, **config: Any) -> tuple[float, list[ev.Event], Any]:
+    workspace = Path(tempfile.mkdtemp(prefix="agentray-bench-"))
+    engine = build_engine(api_key=KEY, base_url=base_url, journal=Journal(workspace / "journal.sqlite3"),
+                          gate=RateLimitGate())
+    events: list[ev.Event] = []
+    engine.subscribe(events.append)
+    started = time.perf_counter()
+    _, outcome = await engine.run(RunConfig(goal=goal, workspace=str(workspace), model="sim-model", **config))
+    elapsed = time.perf_counter() - started
+    await engine.aclose()
+    assert outcome.status == "succeeded", outcome
+    return elapsed, events, engine
+
+
+async def bare_calls(base_url: str, count: int, messages: list[dict[str, Any]]) -> float:
+    """Median seconds of a bare SDK call (no engine) with a conversation of the same size."""
+    client = AnthropicModelClient(api_key=KEY, base_url=base_url, gate=RateLimitGate())
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        await client.complete(ModelRequest(model="sim-model", system="bench", messages=messages))
+        times.append(time.perf_counter() - start)
+    await client.aclose()
+    return statistics.median(times)
+
+
+async def bench_turn_overhead(repeats: int, latency_s: float) -> dict[str, float]:
+    sim = SimProcess(latency_s)
+    k = 40
+    per_turn, engine_only = [], []
+    try:
+        for _ in range(repeats):
+            _, events, _ = await run_once(sim.base_url, f"BENCH n=1 k={k}", budget_usd=None)
+            worker_id = next(e.agent_id for e in events if isinstance(e, ev.AgentSpawned) and e.role == "worker")
+            usage = [e.ts for e in events if isinstance(e, ev.UsageUpdated) and e.agent_id == worker_id]
+            started = next(e.ts for e in events if isinstance(e, ev.AgentStatusChanged)
+                           and e.agent_id == worker_id and e.status == "running")
+            turns = [b - a for a, b in zip([started, *usage[:-1]], usage, strict=True)]
+            per_turn.append(statistics.median(turns))
+            # a bare call with a conversation as long as the worker's median one
+            messages: list[dict[str, Any]] = [{"role": "user", "content": "x" * 2000}]
+            for i in range(k // 2):
+                messages += [{"role": "assistant", "content": f"step {i}"}, {"role": "user", "content": "ok"}]
+            engine_only.append(per_turn[-1] - await bare_calls(sim.base_url, 15, messages))
+    finally:
+        sim.stop()
+    return {
+        "turn_minus_latency_ms": (statistics.median(per_turn) - latency_s) * 1000,
+        "engine_only_ms": statistics.median(engine_only) * 1000,
+    }
+
+
+async def bench_await_latency(repeats: int) -> list[float]:
+    sim = SimProcess(0.0)
+    gaps: list[float] = []
+    try:
+        for _ in range(repeats):
+            _, events, _ = await run_once(sim.base_url, "BENCH rounds=10 k=2", budget_usd=None)
+            done = {e.agent_id: e.ts for e in events if isinstance(e, ev.AgentStatusChanged) and e.status == "done"}
+            for event in events:
+                if isinstance(event, ev.ToolCallFinished) and event.tool == "await_agents":
+                    # the worker that finished last before this await returned
+                    finished = max(ts for ts in done.values() if ts <= event.ts)
+                    gaps.append(event.ts - finished)
+    finally:
+        sim.stop()
+    return gaps
+
+
+async def bench_concurrency(n: int, k: int, latency_s: float) -> dict[str, float]:
+    sim = SimProcess(latency_s)
+    me = psutil.Process()
+    me.cpu_percent(None)
+    rss_before = me.memory_info().rss
+    sim_proc = psutil.Process(sim.process.pid)
+    sim_cpu_before = sum(sim_proc.cpu_times()[:2])
+    try:
+        elapsed, events, _ = await run_once(
+            sim.base_url, f"BENCH n={n} k={k}", max_concurrent=n, max_agents=n, budget_usd=None
+        )
+        peak = sim.peak()
+        sim_cpu = sum(sim_proc.cpu_times()[:2]) - sim_cpu_before
+    finally:
+        sim.stop()
+    cpu = me.cpu_percent(None)
+    ideal = (k + 3) * latency_s  # orchestrator's spawn turn + k worker turns + await/finish turns
+    return {
+        "agents": n,
+        "wall_s": elapsed,
+        "ideal_s": ideal,
+        "ratio": elapsed / ideal,
+        "peak_in_flight": peak,
+        "cpu_percent": cpu,
+        "rss_growth_mb": (me.memory_info().rss - rss_before) / 2**20,
+        "events": len(events),
+        "sim_cpu_percent": 100 * sim_cpu / elapsed,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    repeats = 2 if args.quick else 5
+
+    async def go() -> None:
+        print(f"# Agentray engine benchmarks ({psutil.cpu_count()} cores, Python {sys.version.split()[0]})\n")
+        overhead = await bench_turn_overhead(repeats, latency_s=0.05)
+        print("| per agent turn (median of %d runs x 40 turns) | ms |" % repeats)
+        print("|---|---:|")
+        print(f"| turn time minus the 50 ms simulated latency (HTTP + SDK + engine) | {overhead['turn_minus_latency_ms']:.1f} |")
+        print(f"| engine only (minus a bare SDK call of the same size) | {overhead['engine_only_ms']:.1f} |")
+        gaps = sorted(await bench_await_latency(repeats))
+        print(f"\n| agent done -> await_agents returns ({len(gaps)} awaits) | ms |")
+        print("|---|---:|")
+        print(f"| median | {statistics.median(gaps) * 1000:.2f} |")
+        print(f"| p95 | {gaps[int(len(gaps) * 0.95) - 1] * 1000:.2f} |")
+        print(f"| max | {gaps[-1] * 1000:.2f} |")
+        print("\n| concurrent agents (k=10 turns, 200 ms latency) | wall s | ideal s | ratio | peak in flight | engine CPU % | simulator CPU % | RSS +MB |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for n in ([10, 30] if args.quick else [10, 30, 60, 100]):
+            row = await bench_concurrency(n, 10, 0.2)
+            print(f"| {n} | {row['wall_s']:.1f} | {row['ideal_s']:.1f} | {row['ratio']:.2f} | "
+                  f"{row['peak_in_flight']} | {row['cpu_percent']:.0f} | {row['sim_cpu_percent']:.0f} | {row['rss_growth_mb']:.0f} |")
+
+    asyncio.run(go())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -247,7 +247,7 @@ def main() -> int:
     async def go() -> None:
         print(f"# Agentray engine benchmarks ({psutil.cpu_count()} cores, Python {sys.version.split()[0]})\n")
         overhead = await bench_turn_overhead(repeats, latency_s=0.05)
-        print("| per agent turn (median of %d runs x 40 turns) | ms |" % repeats)
+        print(f"| per agent turn (median of {repeats} runs x 40 turns) | ms |")
         print("|---|---:|")
         print(f"| turn time minus the 50 ms simulated latency (HTTP + SDK + engine) | {overhead['turn_minus_latency_ms']:.1f} |")
         print(f"| engine only (minus a bare SDK call of the same size) | {overhead['engine_only_ms']:.1f} |")

@@ -293,7 +293,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
         session = Simulator(policy_factory(), latency_s=0.3)
         session.start()
-        key, base_url = DEMO_API_KEY, session.base_url
+        key: str = DEMO_API_KEY
+        base_url: str | None = session.base_url
     else:
         key = _resolve_key()
         base_url = args.base_url or os.environ.get("ANTHROPIC_BASE_URL") or None

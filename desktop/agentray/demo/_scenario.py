@@ -41,7 +41,7 @@ def _unittest(module: str) -> str:
 
 
 def _done(request: SimRequest) -> set[str]:
-    return {r.tool_name for r in request.all_tool_results if not r.is_error}
+    return {r.tool_name or "" for r in request.all_tool_results if not r.is_error}
 
 
 def _count(request: SimRequest, name: str) -> int:

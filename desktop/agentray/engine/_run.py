@@ -103,7 +103,7 @@ class Run:
         self.outcome: RunOutcome | None = None
         self.finished = asyncio.Event()
         self._tg: asyncio.TaskGroup | None = None
-        self._main_task: asyncio.Task[RunOutcome] | None = None
+        self._main_task: asyncio.Task[Any] | None = None
         self._budget_lock = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -591,7 +591,7 @@ class Run:
 
     async def main(self, starters: list[tuple[AgentState, bool]]) -> RunOutcome:
         """Run to the end. ``starters``: (agent, resumed) pairs to start at once."""
-        self._main_task = asyncio.current_task()  # type: ignore[assignment]
+        self._main_task = asyncio.current_task()
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg

@@ -88,7 +88,7 @@ def validate_input(tool: Tool, raw: Any) -> dict[str, Any]:
         if kind == "array":
             item_kind = spec.get("items", {}).get("type", "string")
             item_types = _PY_TYPES.get(item_kind, (object,))
-            if not all(isinstance(item, item_types) for item in value):
+            if not all(isinstance(item, item_types) for item in value):  # type: ignore[attr-defined]
                 raise ToolError(f"{tool.name}: every item of {name} must be a {item_kind}")
         if "enum" in spec and value not in spec["enum"]:
             raise ToolError(f"{tool.name}: {name} must be one of {', '.join(map(str, spec['enum']))}")

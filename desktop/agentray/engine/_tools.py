@@ -133,7 +133,8 @@ async def check_agents(run: Run, agent: AgentState, args: dict[str, Any]) -> dic
         targets = _resolve_ids(run, agent, ids)
     else:
         targets = [a for a in run.agents.values() if a.agent_id != agent.agent_id and not a.is_orchestrator]
-    tail = int(args.get("tail_lines") if args.get("tail_lines") is not None else 5)
+    tail_lines = args.get("tail_lines")
+    tail = int(tail_lines) if tail_lines is not None else 5
     rows = []
     for target in targets:
         row = target.brief()

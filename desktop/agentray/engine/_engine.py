@@ -139,6 +139,7 @@ class Engine:
         return run
 
     def _launch(self, run: Run, starters: list[tuple[AgentState, bool]]) -> None:
+        self.guard.start()  # sample the machine while runs exist
         task = asyncio.get_running_loop().create_task(run.main(starters), name=f"run-{run.run_id}")
         self.tasks[run.run_id] = task
 

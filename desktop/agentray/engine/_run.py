@@ -611,6 +611,9 @@ class Run:
                 self.outcome = RunOutcome("interrupted", "the run was interrupted")
             await self._cleanup()
             raise
+        except Exception as error:  # a bug in a helper task: fail this run, keep the process
+            log.exception("run %s crashed", self.run_id)
+            self.outcome = RunOutcome("failed", f"internal error: {type(error).__name__}: {error}")
         await self._cleanup()
         assert self.outcome is not None
         return self.outcome

@@ -1,0 +1,57 @@
+"""The system guard with real psutil readings: thresholds set so this machine counts as saturated."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from agentray import events as ev
+from agentray.engine import RunConfig, SystemGuard
+from agentray.journal import Journal
+from agentray.model import RateLimitGate
+from agentray.runtime import build_engine
+from agentray.simulator import Rule, ScriptedPolicy, Simulator, tool_use
+
+
+def _policy() -> ScriptedPolicy:
+    def orchestrator(request):  # type: ignore[no-untyped-def]
+        if not request.tool_results_named("spawn_agent"):
+            return [tool_use("spawn_agent", task="GUARDED worker", title="w")]
+        if not request.tool_results_named("await_agents"):
+            return [tool_use("await_agents")]
+        return [tool_use("finish", summary="ok", outcome="success")]
+
+    return ScriptedPolicy(
+        [
+            Rule(match="You are the orchestrator", turns=[orchestrator] * 10),
+            Rule(match="GUARDED", turns=[lambda r: [tool_use("complete", summary="done")]] * 3),
+        ]
+    )
+
+
+async def test_new_agents_wait_while_the_machine_is_saturated(tmp_path: Path) -> None:
+    # no machine has more than 100 % of its memory available: saturated by the real reading
+    guard = SystemGuard(min_memory_available_percent=100.5, max_cpu_percent=101.0, interval_s=0.1)
+    assert guard.saturated and "memory available" in guard.reading.reason
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    with Simulator(_policy()) as sim:
+        engine = build_engine(api_key="sk-ant-guard-test-000000", base_url=sim.base_url,
+                              journal=Journal(tmp_path / "j.sqlite3"), gate=RateLimitGate(), guard=guard)
+        events: list[ev.Event] = []
+        engine.subscribe(events.append)
+        try:
+            run_id = await engine.start_run(RunConfig(goal="guarded", workspace=str(workspace), model="sim-model"))
+            await asyncio.sleep(0.8)
+            run = engine.runs[run_id]
+            assert [a.status for a in run.agents.values()] == ["queued"]  # the orchestrator waits
+            assert not sim.requests  # and has not called the model
+            guard.min_memory_available_percent = 0.0  # the machine has room again
+            outcome = await asyncio.wait_for(engine.wait(run_id), 10)
+        finally:
+            await engine.aclose()
+    assert outcome.status == "succeeded"
+    changes = [e for e in events if isinstance(e, ev.GuardStateChanged)]
+    assert changes and changes[-1].saturated is False
+    first_running = next(e for e in events if isinstance(e, ev.AgentStatusChanged) and e.status == "running")
+    assert first_running.ts > changes[-1].ts - 0.05

@@ -53,7 +53,9 @@ def orchestrator(request: SimRequest) -> list[dict[str, Any]]:
             return [tool_use("await_agents", agent_ids=[spawned[-1]])]
         return [tool_use("finish", summary="bench", outcome="success")]
     if not spawned:
-        return [tool_use("spawn_agent", task=f"BENCH-WORKER k={k}", title=f"w{i}") for i in range(n)]
+        return [
+            tool_use("spawn_agent", task=f"BENCH-WORKER k={k}", title=f"w{i}") for i in range(n)
+        ]
     if not awaited:
         return [tool_use("await_agents", agent_ids=spawned)]
     return [tool_use("finish", summary="bench", outcome="success")]
@@ -125,7 +127,9 @@ class SimProcess:
     def __init__(self, latency_s: float) -> None:
         self.parent, child = multiprocessing.Pipe()
         self.in_flight = multiprocessing.Value("i", 0)
-        self.process = multiprocessing.Process(target=_serve, args=(latency_s, child, self.in_flight, None), daemon=True)
+        self.process = multiprocessing.Process(
+            target=_serve, args=(latency_s, child, self.in_flight, None), daemon=True
+        )
         self.process.start()
         self.base_url: str = self.parent.recv()
 
@@ -141,12 +145,18 @@ class SimProcess:
 # ---------------------------------------------------------------------------- measurements
 async def run_once(base_url: str, goal: str, **config: Any) -> tuple[float, list[ev.Event], Any]:
     workspace = Path(tempfile.mkdtemp(prefix="agentray-bench-"))
-    engine = build_engine(api_key=KEY, base_url=base_url, journal=Journal(workspace / "journal.sqlite3"),
-                          gate=RateLimitGate())
+    engine = build_engine(
+        api_key=KEY,
+        base_url=base_url,
+        journal=Journal(workspace / "journal.sqlite3"),
+        gate=RateLimitGate(),
+    )
     events: list[ev.Event] = []
     engine.subscribe(events.append)
     started = time.perf_counter()
-    _, outcome = await engine.run(RunConfig(goal=goal, workspace=str(workspace), model="sim-model", **config))
+    _, outcome = await engine.run(
+        RunConfig(goal=goal, workspace=str(workspace), model="sim-model", **config)
+    )
     elapsed = time.perf_counter() - started
     await engine.aclose()
     assert outcome.status == "succeeded", outcome
@@ -172,16 +182,28 @@ async def bench_turn_overhead(repeats: int, latency_s: float) -> dict[str, float
     try:
         for _ in range(repeats):
             _, events, _ = await run_once(sim.base_url, f"BENCH n=1 k={k}", budget_usd=None)
-            worker_id = next(e.agent_id for e in events if isinstance(e, ev.AgentSpawned) and e.role == "worker")
-            usage = [e.ts for e in events if isinstance(e, ev.UsageUpdated) and e.agent_id == worker_id]
-            started = next(e.ts for e in events if isinstance(e, ev.AgentStatusChanged)
-                           and e.agent_id == worker_id and e.status == "running")
+            worker_id = next(
+                e.agent_id for e in events if isinstance(e, ev.AgentSpawned) and e.role == "worker"
+            )
+            usage = [
+                e.ts for e in events if isinstance(e, ev.UsageUpdated) and e.agent_id == worker_id
+            ]
+            started = next(
+                e.ts
+                for e in events
+                if isinstance(e, ev.AgentStatusChanged)
+                and e.agent_id == worker_id
+                and e.status == "running"
+            )
             turns = [b - a for a, b in zip([started, *usage[:-1]], usage, strict=True)]
             per_turn.append(statistics.median(turns))
             # a bare call with a conversation as long as the worker's median one
             messages: list[dict[str, Any]] = [{"role": "user", "content": "x" * 2000}]
             for i in range(k // 2):
-                messages += [{"role": "assistant", "content": f"step {i}"}, {"role": "user", "content": "ok"}]
+                messages += [
+                    {"role": "assistant", "content": f"step {i}"},
+                    {"role": "user", "content": "ok"},
+                ]
             engine_only.append(per_turn[-1] - await bare_calls(sim.base_url, 15, messages))
     finally:
         sim.stop()
@@ -197,7 +219,11 @@ async def bench_await_latency(repeats: int) -> list[float]:
     try:
         for _ in range(repeats):
             _, events, _ = await run_once(sim.base_url, "BENCH rounds=10 k=2", budget_usd=None)
-            done = {e.agent_id: e.ts for e in events if isinstance(e, ev.AgentStatusChanged) and e.status == "done"}
+            done = {
+                e.agent_id: e.ts
+                for e in events
+                if isinstance(e, ev.AgentStatusChanged) and e.status == "done"
+            }
             for event in events:
                 if isinstance(event, ev.ToolCallFinished) and event.tool == "await_agents":
                     # the worker that finished last before this await returned
@@ -239,30 +265,42 @@ async def bench_concurrency(n: int, k: int, latency_s: float) -> dict[str, float
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     repeats = 2 if args.quick else 5
 
     async def go() -> None:
-        print(f"# Agentray engine benchmarks ({psutil.cpu_count()} cores, Python {sys.version.split()[0]})\n")
+        print(
+            f"# Agentray engine benchmarks ({psutil.cpu_count()} cores, Python {sys.version.split()[0]})\n"
+        )
         overhead = await bench_turn_overhead(repeats, latency_s=0.05)
         print(f"| per agent turn (median of {repeats} runs x 40 turns) | ms |")
         print("|---|---:|")
-        print(f"| turn time minus the 50 ms simulated latency (HTTP + SDK + engine) | {overhead['turn_minus_latency_ms']:.1f} |")
-        print(f"| engine only (minus a bare SDK call of the same size) | {overhead['engine_only_ms']:.1f} |")
+        print(
+            f"| turn time minus the 50 ms simulated latency (HTTP + SDK + engine) | {overhead['turn_minus_latency_ms']:.1f} |"
+        )
+        print(
+            f"| engine only (minus a bare SDK call of the same size) | {overhead['engine_only_ms']:.1f} |"
+        )
         gaps = sorted(await bench_await_latency(repeats))
         print(f"\n| agent done -> await_agents returns ({len(gaps)} awaits) | ms |")
         print("|---|---:|")
         print(f"| median | {statistics.median(gaps) * 1000:.2f} |")
         print(f"| p95 | {gaps[int(len(gaps) * 0.95) - 1] * 1000:.2f} |")
         print(f"| max | {gaps[-1] * 1000:.2f} |")
-        print("\n| concurrent agents (k=10 turns, 200 ms latency) | wall s | ideal s | ratio | peak in flight | engine CPU % | simulator CPU % | RSS +MB |")
+        print(
+            "\n| concurrent agents (k=10 turns, 200 ms latency) | wall s | ideal s | ratio | peak in flight | engine CPU % | simulator CPU % | RSS +MB |"
+        )
         print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for n in ([10, 30] if args.quick else [10, 30, 60, 100]):
+        for n in [10, 30] if args.quick else [10, 30, 60, 100]:
             row = await bench_concurrency(n, 10, 0.2)
-            print(f"| {n} | {row['wall_s']:.1f} | {row['ideal_s']:.1f} | {row['ratio']:.2f} | "
-                  f"{row['peak_in_flight']} | {row['cpu_percent']:.0f} | {row['sim_cpu_percent']:.0f} | {row['rss_growth_mb']:.0f} |")
+            print(
+                f"| {n} | {row['wall_s']:.1f} | {row['ideal_s']:.1f} | {row['ratio']:.2f} | "
+                f"{row['peak_in_flight']} | {row['cpu_percent']:.0f} | {row['sim_cpu_percent']:.0f} | {row['rss_growth_mb']:.0f} |"
+            )
 
     asyncio.run(go())
     return 0

@@ -58,16 +58,15 @@ async def _until(predicate: Any, timeout: float = 60.0, what: str = "") -> None:
 
 
 async def _settle(app: QApplication, seconds: float = 0.4) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        app.processEvents()
-        await asyncio.sleep(0.03)
+    # The qasync loop paints while we sleep; processEvents() here would re-enter asyncio tasks.
+    del app
+    await asyncio.sleep(seconds)
 
 
 def _save(pixmap: QPixmap | QImage, path: Path) -> None:
-    if not pixmap.save(str(path), "PNG"):
+    if not pixmap.save(str(path), "PNG"):  # type: ignore[call-overload]
         raise OSError(f"cannot write {path}")
-    print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}", flush=True)
 
 
 def _tray_scene(menu: QWidget, state: str, count: int) -> QImage:
@@ -86,7 +85,9 @@ def _tray_scene(menu: QWidget, state: str, count: int) -> QImage:
     painter.setFont(font)
     painter.drawText(QRect(10, 0, 200, panel_h), Qt.AlignmentFlag.AlignVCenter, "Activities")
     painter.drawText(
-        QRect(width - 70, 0, 62, panel_h), Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight, "14:02"
+        QRect(width - 70, 0, 62, panel_h),
+        Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
+        "14:02",
     )
     icon_x = width - margin - shot.width() // 2 - 12
     painter.fillRect(QRect(icon_x - 4, 0, 32, panel_h), QColor("#3b4252"))
@@ -114,11 +115,10 @@ async def take(out: Path) -> None:
         await _until(lambda: bool(controller.pending_escalations()), what="the demo's question")
         await _settle(app, 1.0)
 
-        # Dashboard: select the worker that asked (its progress file shows the blocker).
+        # Dashboard: select the blocked worker (its progress file shows the blocker).
         view = controller.pending_escalations()[0]
-        blocked = next(
-            (a for a in dashboard._agent_items if a == view.agent_id), None
-        ) or next(iter(dashboard._agent_items))
+        agents = controller.engine().runs[run_id].agents.values()
+        blocked = next((a.agent_id for a in agents if a.status == "blocked"), view.agent_id)
         dashboard.agents.setCurrentItem(dashboard._agent_items[blocked])
         await _settle(app, 0.6)
         _save(dashboard.grab(), out / "dashboard.png")
@@ -140,7 +140,9 @@ async def take(out: Path) -> None:
         tray.icon.hide()
         dashboard.hide()
     finally:
-        await controller.shutdown()
+        print("stopping the demo run", flush=True)
+        await asyncio.wait_for(controller.shutdown(), 30)
+        print("stopped", flush=True)
 
 
 def main() -> int:
@@ -154,8 +156,10 @@ def main() -> int:
     app.setQuitOnLastWindowClosed(False)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
-    with loop:
+    try:
         loop.run_until_complete(asyncio.wait_for(take(args.out), 180))
+    finally:
+        loop.close()
     return 0
 
 

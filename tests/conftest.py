@@ -55,9 +55,15 @@ class EventRecorder:
         return [e.status for e in self.of(ev.AgentStatusChanged) if e.agent_id == agent_id]
 
     def status_event(self, agent_id: str, status: str) -> ev.AgentStatusChanged:
-        return next(e for e in self.of(ev.AgentStatusChanged) if e.agent_id == agent_id and e.status == status)
+        return next(
+            e
+            for e in self.of(ev.AgentStatusChanged)
+            if e.agent_id == agent_id and e.status == status
+        )
 
-    async def wait_for(self, kind: type[E], pred: Callable[[E], bool] = lambda e: True, timeout: float = 5.0) -> E:
+    async def wait_for(
+        self, kind: type[E], pred: Callable[[E], bool] = lambda e: True, timeout: float = 5.0
+    ) -> E:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for event in self.of(kind):
@@ -87,7 +93,9 @@ class SimEngine:
     async def wait(self, run_id: str, timeout: float = 10.0) -> RunOutcome:
         return await asyncio.wait_for(self.engine.wait(run_id), timeout)
 
-    async def run(self, goal: str = "GOAL: do the work", *, timeout: float = 10.0, **changes: Any) -> tuple[str, RunOutcome]:
+    async def run(
+        self, goal: str = "GOAL: do the work", *, timeout: float = 10.0, **changes: Any
+    ) -> tuple[str, RunOutcome]:
         run_id = await self.start(goal, **changes)
         return run_id, await self.wait(run_id, timeout)
 
@@ -99,7 +107,9 @@ class SimEngine:
 SimEngineFactory = Callable[..., SimEngine]
 
 
-def make_engine(sim: Simulator, journal_path: Path, workspace: Path, api_key: str = API_KEY) -> SimEngine:
+def make_engine(
+    sim: Simulator, journal_path: Path, workspace: Path, api_key: str = API_KEY
+) -> SimEngine:
     journal = Journal(journal_path)
     engine = build_engine(
         api_key=api_key,
@@ -123,7 +133,13 @@ async def sim_engine(tmp_path: Path, workspace: Path) -> AsyncIterator[SimEngine
     sims: list[Simulator] = []
     engines: list[Engine] = []
 
-    def factory(policy: Policy | None = None, *, api_key: str = API_KEY, sim: Simulator | None = None, **kw: Any) -> SimEngine:
+    def factory(
+        policy: Policy | None = None,
+        *,
+        api_key: str = API_KEY,
+        sim: Simulator | None = None,
+        **kw: Any,
+    ) -> SimEngine:
         if sim is None:
             sim = Simulator(policy, **kw)
             sim.start()

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import SimEngineFactory
-from scripts import Recorder, complete, orchestrator, policy, recording, result_of, worker
-
+from agent_scripts import Recorder, complete, orchestrator, policy, recording, result_of, worker
 from agentray import events as ev
 from agentray.simulator import tool_use
+from conftest import SimEngineFactory
 
 
 def _finish(req):
@@ -25,17 +24,31 @@ async def test_finish_waits_for_a_passing_build_after_the_last_agent(
                 [tool_use("finish", summary="nothing yet", outcome="success")],
                 recording(rec, "t1", lambda req: [tool_use("run_build")]),
                 recording(rec, "t2", _finish),
-                recording(rec, "t3", lambda req: [tool_use("spawn_agent", task="W-OK create ok.txt")]),
+                recording(
+                    rec, "t3", lambda req: [tool_use("spawn_agent", task="W-OK create ok.txt")]
+                ),
                 [tool_use("await_agents")],
                 [tool_use("run_build")],
-                recording(rec, "t6", lambda req: [tool_use("spawn_agent", task="W-EXTRA create extra.txt")]),
+                recording(
+                    rec,
+                    "t6",
+                    lambda req: [tool_use("spawn_agent", task="W-EXTRA create extra.txt")],
+                ),
                 [tool_use("await_agents")],
                 _finish,
                 recording(rec, "t9", lambda req: [tool_use("run_build")]),
                 recording(rec, "t10", _finish),
             ),
-            worker("W-OK", [tool_use("write_file", path="ok.txt", content="ok")], complete("ok.txt written")),
-            worker("W-EXTRA", [tool_use("write_file", path="extra.txt", content="x")], complete("extra written")),
+            worker(
+                "W-OK",
+                [tool_use("write_file", path="ok.txt", content="ok")],
+                complete("ok.txt written"),
+            ),
+            worker(
+                "W-EXTRA",
+                [tool_use("write_file", path="extra.txt", content="x")],
+                complete("extra written"),
+            ),
         )
     )
     run_id, outcome = await se.run(build_command="test -f ok.txt")
@@ -71,7 +84,11 @@ async def test_run_build_without_a_build_command_is_an_error(sim_engine: SimEngi
         policy(
             orchestrator(
                 [tool_use("run_build")],
-                recording(rec, "after", lambda req: [tool_use("finish", summary="fine", outcome="success")]),
+                recording(
+                    rec,
+                    "after",
+                    lambda req: [tool_use("finish", summary="fine", outcome="success")],
+                ),
             )
         )
     )
@@ -88,7 +105,11 @@ async def test_failing_builds_escalate_after_max_fix_rounds(sim_engine: SimEngin
             orchestrator(
                 [tool_use("run_build")],
                 [tool_use("run_build")],
-                recording(rec, "after", lambda req: [tool_use("finish", summary="gave up", outcome="failure")]),
+                recording(
+                    rec,
+                    "after",
+                    lambda req: [tool_use("finish", summary="gave up", outcome="failure")],
+                ),
             )
         )
     )

@@ -5,11 +5,20 @@ from __future__ import annotations
 import threading
 import time
 
-from conftest import SimEngineFactory
-from scripts import ORCH, Recorder, complete, orchestrator, policy, recording, result_of, spawned_ids, worker
-
+from agent_scripts import (
+    ORCH,
+    Recorder,
+    complete,
+    orchestrator,
+    policy,
+    recording,
+    result_of,
+    spawned_ids,
+    worker,
+)
 from agentray import events as ev
 from agentray.simulator import Reply, Rule, ScriptedPolicy, SimRequest, tool_use
+from conftest import SimEngineFactory
 
 
 def _finish(outcome: str = "success"):
@@ -22,7 +31,11 @@ async def test_max_agents_refuses_the_extra_spawn(sim_engine: SimEngineFactory) 
         policy(
             orchestrator(
                 [tool_use("spawn_agent", task=f"W-MANY number {i}") for i in range(3)],
-                recording(rec, "spawned", lambda req: [tool_use("await_agents", agent_ids=spawned_ids(req))]),
+                recording(
+                    rec,
+                    "spawned",
+                    lambda req: [tool_use("await_agents", agent_ids=spawned_ids(req))],
+                ),
                 _finish(),
             ),
             worker("W-MANY", complete("one of many")),
@@ -40,10 +53,16 @@ async def test_max_depth_1_worker_has_no_spawn_tool(sim_engine: SimEngineFactory
     rec = Recorder()
     se = sim_engine(
         policy(
-            orchestrator([tool_use("spawn_agent", task="W-FLAT no helpers")], [tool_use("await_agents")], _finish()),
+            orchestrator(
+                [tool_use("spawn_agent", task="W-FLAT no helpers")],
+                [tool_use("await_agents")],
+                _finish(),
+            ),
             worker(
                 "W-FLAT",
-                recording(rec, "tools", lambda req: [tool_use("spawn_agent", task="W-NOPE helper")]),
+                recording(
+                    rec, "tools", lambda req: [tool_use("spawn_agent", task="W-NOPE helper")]
+                ),
                 recording(rec, "refused", lambda req: complete("did it myself")),
             ),
         )
@@ -61,7 +80,9 @@ def _helper_parent(marker: str, helper_task: str):
         marker,
         [tool_use("spawn_agent", task=helper_task)],
         lambda req: [tool_use("await_agents", agent_ids=spawned_ids(req))],
-        lambda req: complete("helper said: " + result_of(req, "await_agents").json["agents"][0]["summary"]),
+        lambda req: complete(
+            "helper said: " + result_of(req, "await_agents").json["agents"][0]["summary"]
+        ),
     )
 
 
@@ -69,11 +90,17 @@ async def test_max_depth_2_helpers_may_not_spawn(sim_engine: SimEngineFactory) -
     rec = Recorder()
     se = sim_engine(
         policy(
-            orchestrator([tool_use("spawn_agent", task="W-PARENT delegates")], [tool_use("await_agents")], _finish()),
+            orchestrator(
+                [tool_use("spawn_agent", task="W-PARENT delegates")],
+                [tool_use("await_agents")],
+                _finish(),
+            ),
             _helper_parent("W-PARENT", "W-HELPER helps"),
             worker(
                 "W-HELPER",
-                recording(rec, "helper_tools", lambda req: [tool_use("spawn_agent", task="W-GRANDCHILD")]),
+                recording(
+                    rec, "helper_tools", lambda req: [tool_use("spawn_agent", task="W-GRANDCHILD")]
+                ),
                 recording(rec, "refused", lambda req: complete("helped")),
             ),
         )
@@ -129,12 +156,20 @@ async def test_max_concurrent_1_serialises_model_calls(sim_engine: SimEngineFact
     assert all(a.status == "done" for a in se.journal.list_agents(run_id))
 
 
-async def test_nested_await_under_max_concurrent_1_does_not_deadlock(sim_engine: SimEngineFactory) -> None:
+async def test_nested_await_under_max_concurrent_1_does_not_deadlock(
+    sim_engine: SimEngineFactory,
+) -> None:
     se = sim_engine(
         policy(
-            orchestrator([tool_use("spawn_agent", task="W-NEST delegates")], [tool_use("await_agents")], _finish()),
+            orchestrator(
+                [tool_use("spawn_agent", task="W-NEST delegates")],
+                [tool_use("await_agents")],
+                _finish(),
+            ),
             _helper_parent("W-NEST", "W-INNER helps"),
-            worker("W-INNER", [tool_use("report_progress", note="helping")], complete("inner done")),
+            worker(
+                "W-INNER", [tool_use("report_progress", note="helping")], complete("inner done")
+            ),
         )
     )
     run_id, outcome = await se.run(max_concurrent=1, timeout=8)
@@ -148,7 +183,9 @@ def _budget_policy() -> ScriptedPolicy:
     return policy(orchestrator([tool_use("check_agents")], _finish()))
 
 
-async def test_budget_escalates_and_raising_it_lets_the_run_finish(sim_engine: SimEngineFactory) -> None:
+async def test_budget_escalates_and_raising_it_lets_the_run_finish(
+    sim_engine: SimEngineFactory,
+) -> None:
     se = sim_engine(_budget_policy())
     run_id = await se.start(budget_usd=0.0001)
     raised = await se.events.wait_for(ev.EscalationRaised)
@@ -170,14 +207,18 @@ async def test_budget_stop_fails_the_run(sim_engine: SimEngineFactory) -> None:
     outcome = await se.wait(run_id)
     assert outcome.status == "failed"
     assert "budget" in outcome.summary
-    assert se.journal.get_run(run_id).status == "failed"  # type: ignore[union-attr]
+    assert se.journal.get_run(run_id).status == "failed"
     assert len(se.sim.message_requests) == 1  # no model call past the budget
 
 
 async def test_per_agent_turn_limit_fails_the_agent(sim_engine: SimEngineFactory) -> None:
     se = sim_engine(
         policy(
-            orchestrator([tool_use("spawn_agent", task="W-LOOP forever")], [tool_use("await_agents")], _finish("failure")),
+            orchestrator(
+                [tool_use("spawn_agent", task="W-LOOP forever")],
+                [tool_use("await_agents")],
+                _finish("failure"),
+            ),
             worker("W-LOOP", *[[tool_use("report_progress", note="still going")]] * 20),
         )
     )
@@ -191,7 +232,9 @@ async def test_per_agent_turn_limit_fails_the_agent(sim_engine: SimEngineFactory
 
 
 # ---------------------------------------------------------------------------- bad model input
-async def test_bad_tool_input_becomes_is_error_and_the_agent_carries_on(sim_engine: SimEngineFactory) -> None:
+async def test_bad_tool_input_becomes_is_error_and_the_agent_carries_on(
+    sim_engine: SimEngineFactory,
+) -> None:
     rec = Recorder()
     se = sim_engine(
         ScriptedPolicy(
@@ -206,7 +249,9 @@ async def test_bad_tool_input_becomes_is_error_and_the_agent_carries_on(sim_engi
                             tool_use("spawn_agent", task="W-OK fine", colour="red"),
                             tool_use("await_agents", mode="sometimes"),
                         ],
-                        recording(rec, "orch", lambda req: [tool_use("spawn_agent", task="W-OK fine")]),
+                        recording(
+                            rec, "orch", lambda req: [tool_use("spawn_agent", task="W-OK fine")]
+                        ),
                         [tool_use("await_agents")],
                         _finish(),
                     ],
@@ -214,7 +259,10 @@ async def test_bad_tool_input_becomes_is_error_and_the_agent_carries_on(sim_engi
                 Rule(
                     "W-OK",
                     [
-                        [tool_use("write_file", path=5, content="x"), tool_use("finish", summary="x", outcome="success")],
+                        [
+                            tool_use("write_file", path=5, content="x"),
+                            tool_use("finish", summary="x", outcome="success"),
+                        ],
                         recording(rec, "worker", lambda req: complete("recovered")),
                     ],
                 ),

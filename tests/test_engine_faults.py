@@ -6,12 +6,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import API_KEY, SimEngineFactory
-from scripts import Recorder, complete, orchestrator, policy, recording, result_of, worker
 
+from agent_scripts import Recorder, complete, orchestrator, policy, recording, result_of, worker
 from agentray import events as ev
 from agentray.errors import ModelAuthError, ModelNotFoundError
 from agentray.simulator import Fault, tool_use
+from conftest import API_KEY, SimEngineFactory
 
 
 def _simple_policy():
@@ -30,7 +30,9 @@ def _simple_policy():
     )
 
 
-async def test_transient_faults_mid_run_are_retried(sim_engine: SimEngineFactory, workspace: Path) -> None:
+async def test_transient_faults_mid_run_are_retried(
+    sim_engine: SimEngineFactory, workspace: Path
+) -> None:
     se = sim_engine(_simple_policy())
     run_id = await se.start()
     # mid-run: the worker sleeps in run_command, its next model call meets every fault in turn
@@ -46,7 +48,13 @@ async def test_transient_faults_mid_run_are_retried(sim_engine: SimEngineFactory
         se.sim.inject(fault)
     outcome = await se.wait(run_id)
     assert outcome.status == "succeeded", outcome
-    assert se.sim.faults_fired == ["rate_limit", "overloaded", "server_error", "mid_stream_error", "truncated_stream"]
+    assert se.sim.faults_fired == [
+        "rate_limit",
+        "overloaded",
+        "server_error",
+        "mid_stream_error",
+        "truncated_stream",
+    ]
     retries = se.events.of(ev.ModelRetrying)
     assert len(retries) == 5
     assert all(r.run_id == run_id and r.agent_id in ("a001", "a002") for r in retries)
@@ -63,7 +71,7 @@ async def test_invalid_key_fails_the_run_quickly(sim_engine: SimEngineFactory) -
     assert isinstance(outcome.fatal_error, ModelAuthError)
     assert API_KEY not in str(outcome.fatal_error) and API_KEY not in outcome.summary
     assert len(se.sim.message_requests) == 1  # never retried
-    assert se.journal.get_run(run_id).status == "failed"  # type: ignore[union-attr]
+    assert se.journal.get_run(run_id).status == "failed"
 
 
 async def test_unknown_model_fails_the_run(sim_engine: SimEngineFactory) -> None:
@@ -108,10 +116,14 @@ async def test_confinement_and_no_key_reaches_commands_or_disk(
     for request in se.sim.message_requests:  # nothing sent to the model carries the key
         assert API_KEY not in str(request.body)
     journal_bytes = b"".join(
-        p.read_bytes() for p in se.journal_path.parent.glob(se.journal_path.name + "*") if p.is_file()
+        p.read_bytes()
+        for p in se.journal_path.parent.glob(se.journal_path.name + "*")
+        if p.is_file()
     )
     (env_call,) = [c for c in se.journal.list_tool_calls(run_id) if c.name == "run_command"]
-    assert "PATH=" in str(env_call.result)  # the env output was journaled, so the bytes check covers it
+    assert "PATH=" in str(
+        env_call.result
+    )  # the env output was journaled, so the bytes check covers it
     assert API_KEY.encode() not in journal_bytes
     for progress in (workspace / "agent-responses").glob("*.md"):
         assert API_KEY not in progress.read_text()

@@ -6,11 +6,20 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from conftest import SimEngineFactory
-from scripts import Recorder, complete, orchestrator, policy, recording, result_of, say, spawned_ids, worker
-
+from agent_scripts import (
+    Recorder,
+    complete,
+    orchestrator,
+    policy,
+    recording,
+    result_of,
+    say,
+    spawned_ids,
+    worker,
+)
 from agentray import events as ev
 from agentray.simulator import tool_use
+from conftest import SimEngineFactory
 
 LOG_LINE = re.compile(r"^- \d\d:\d\d:\d\d \[(UPDATE|BLOCKER|RESULT)\] \S.*$")
 
@@ -23,7 +32,9 @@ def _log_lines(path: Path) -> list[str]:
     return [line for line in _header(path) if line.startswith("- ")]
 
 
-async def test_progress_files_and_spawn_returns_at_once(sim_engine: SimEngineFactory, workspace: Path) -> None:
+async def test_progress_files_and_spawn_returns_at_once(
+    sim_engine: SimEngineFactory, workspace: Path
+) -> None:
     rec = Recorder()
 
     def orch_await(req):  # the spawn result is back while the worker still sleeps
@@ -86,7 +97,7 @@ async def test_progress_files_and_spawn_returns_at_once(sim_engine: SimEngineFac
 
     rows = {a.agent_id: a for a in se.journal.list_agents(run_id)}
     assert rows["a002"].status == "done" and rows["a002"].summary == "slept one second"
-    assert se.journal.get_run(run_id).status == "succeeded"  # type: ignore[union-attr]
+    assert se.journal.get_run(run_id).status == "succeeded"
     # the status file went through the states in order
     assert se.events.statuses("a002") == ["running", "done"]
 
@@ -98,7 +109,11 @@ async def test_await_agents_wakes_within_milliseconds(sim_engine: SimEngineFacto
             orchestrator(
                 [tool_use("spawn_agent", task="W-NAP nap")],
                 lambda req: [tool_use("await_agents", agent_ids=spawned_ids(req))],
-                recording(rec, "after_await", lambda req: [tool_use("finish", summary="ok", outcome="success")]),
+                recording(
+                    rec,
+                    "after_await",
+                    lambda req: [tool_use("finish", summary="ok", outcome="success")],
+                ),
             ),
             worker("W-NAP", [tool_use("run_command", command="sleep 0.3")], complete("napped")),
         )
@@ -112,7 +127,9 @@ async def test_await_agents_wakes_within_milliseconds(sim_engine: SimEngineFacto
     assert 0 <= gap < 0.5, gap
 
 
-async def test_await_any_returns_on_first_and_blocker_returns_early(sim_engine: SimEngineFactory) -> None:
+async def test_await_any_returns_on_first_and_blocker_returns_early(
+    sim_engine: SimEngineFactory,
+) -> None:
     rec = Recorder()
 
     def after_any(req):
@@ -140,7 +157,11 @@ async def test_await_any_returns_on_first_and_blocker_returns_early(sim_engine: 
             ),
             worker("W-FAST", complete("fast done")),
             worker("W-SLOW", [tool_use("run_command", command="sleep 1.5")], complete("slow done")),
-            worker("W-BLOCK", [tool_use("report_blocker", description="no config file")], complete("unblocked")),
+            worker(
+                "W-BLOCK",
+                [tool_use("report_blocker", description="no config file")],
+                complete("unblocked"),
+            ),
         )
     )
     _, outcome = await se.run()
@@ -197,7 +218,9 @@ async def test_sleep_wakes_early_and_reports_changes(sim_engine: SimEngineFactor
             orchestrator(
                 [tool_use("spawn_agent", task="W-NAP nap")],
                 [tool_use("sleep", seconds=30)],
-                recording(rec, "woke", lambda req: [tool_use("finish", summary="ok", outcome="success")]),
+                recording(
+                    rec, "woke", lambda req: [tool_use("finish", summary="ok", outcome="success")]
+                ),
             ),
             worker("W-NAP", [tool_use("run_command", command="sleep 0.3")], complete("napped")),
         )
@@ -237,10 +260,12 @@ async def test_orchestrator_ending_its_turn_is_kept_going(sim_engine: SimEngineF
     refused = result_of(rec["refused"], "finish")
     assert refused.is_error
     assert "active" in refused.json["error"] and "a002" in refused.json["error"]
-    assert se.journal.get_run(run_id).status == "succeeded"  # type: ignore[union-attr]
+    assert se.journal.get_run(run_id).status == "succeeded"
 
 
-async def test_agent_ids_unique_across_runs_in_one_workspace(sim_engine: SimEngineFactory, workspace: Path) -> None:
+async def test_agent_ids_unique_across_runs_in_one_workspace(
+    sim_engine: SimEngineFactory, workspace: Path
+) -> None:
     rec = Recorder()
 
     def finish(req):

@@ -3,11 +3,19 @@ the escalation round trip."""
 
 from __future__ import annotations
 
-from conftest import SimEngineFactory
-from scripts import Recorder, complete, orchestrator, policy, recording, result_of, spawned_ids, worker
-
+from agent_scripts import (
+    Recorder,
+    complete,
+    orchestrator,
+    policy,
+    recording,
+    result_of,
+    spawned_ids,
+    worker,
+)
 from agentray import events as ev
 from agentray.simulator import SimRequest, tool_use
+from conftest import SimEngineFactory
 
 
 def model_fails(req: SimRequest) -> list[dict[str, object]]:
@@ -31,18 +39,34 @@ async def test_depends_on_starts_after_the_dependency_is_done(sim_engine: SimEng
         policy(
             orchestrator(
                 [tool_use("spawn_agent", task="W-FIRST make the schema")],
-                lambda req: [tool_use("spawn_agent", task="W-SECOND use the schema", depends_on=spawned_ids(req))],
-                recording(rec, "spawned", lambda req: [tool_use("await_agents", agent_ids=spawned_ids(req))]),
+                lambda req: [
+                    tool_use(
+                        "spawn_agent", task="W-SECOND use the schema", depends_on=spawned_ids(req)
+                    )
+                ],
+                recording(
+                    rec,
+                    "spawned",
+                    lambda req: [tool_use("await_agents", agent_ids=spawned_ids(req))],
+                ),
                 _finish(),
             ),
-            worker("W-FIRST", [tool_use("run_command", command="sleep 0.5")], complete("schema v3 ready")),
+            worker(
+                "W-FIRST",
+                [tool_use("run_command", command="sleep 0.5")],
+                complete("schema v3 ready"),
+            ),
             worker("W-SECOND", complete("used it")),
         )
     )
     run_id, outcome = await se.run()
     assert outcome.status == "succeeded", outcome
     assert result_of(rec["spawned"], "spawn_agent").json["status"] == "queued"
-    running = [e.agent_id for e in se.events.of(ev.AgentStatusChanged) if e.status == "running" and e.agent_id != "a001"]
+    running = [
+        e.agent_id
+        for e in se.events.of(ev.AgentStatusChanged)
+        if e.status == "running" and e.agent_id != "a001"
+    ]
     assert running == ["a002", "a003"]
     assert se.events.status_event("a003", "running").ts >= se.events.status_event("a002", "done").ts
     (first_request, *_) = se.requests_of("W-SECOND")
@@ -57,7 +81,9 @@ async def test_failed_dependency_cancels_the_dependent(sim_engine: SimEngineFact
         policy(
             orchestrator(
                 [tool_use("spawn_agent", task="W-BROKEN fails")],
-                lambda req: [tool_use("spawn_agent", task="W-AFTER never runs", depends_on=spawned_ids(req))],
+                lambda req: [
+                    tool_use("spawn_agent", task="W-AFTER never runs", depends_on=spawned_ids(req))
+                ],
                 lambda req: [tool_use("await_agents", agent_ids=spawned_ids(req))],
                 _finish("failure"),
             ),
@@ -70,7 +96,9 @@ async def test_failed_dependency_cancels_the_dependent(sim_engine: SimEngineFact
     rows = {a.agent_id: a for a in se.journal.list_agents(run_id)}
     assert rows["a002"].status == "failed"
     assert rows["a003"].status == "cancelled"
-    assert "a002" in (rows["a003"].status_reason or "") and "failed" in (rows["a003"].status_reason or "")
+    assert "a002" in (rows["a003"].status_reason or "") and "failed" in (
+        rows["a003"].status_reason or ""
+    )
     assert se.requests_of("W-AFTER") == []
     assert "running" not in se.events.statuses("a003")
 
@@ -80,8 +108,12 @@ async def test_cancelled_dependency_cancels_the_dependent(sim_engine: SimEngineF
         policy(
             orchestrator(
                 [tool_use("spawn_agent", task="W-LONG sleeps")],
-                lambda req: [tool_use("spawn_agent", task="W-NEXT waits", depends_on=spawned_ids(req))],
-                lambda req: [tool_use("cancel_agent", agent_id=spawned_ids(req)[0], reason="not needed")],
+                lambda req: [
+                    tool_use("spawn_agent", task="W-NEXT waits", depends_on=spawned_ids(req))
+                ],
+                lambda req: [
+                    tool_use("cancel_agent", agent_id=spawned_ids(req)[0], reason="not needed")
+                ],
                 lambda req: [tool_use("await_agents", agent_ids=spawned_ids(req))],
                 _finish(),
             ),
@@ -99,31 +131,47 @@ async def test_cancelled_dependency_cancels_the_dependent(sim_engine: SimEngineF
 
 
 # ---------------------------------------------------------------------------- error recovery
-async def test_resume_agent_unblocks_and_a_second_mitigation_is_refused(sim_engine: SimEngineFactory) -> None:
+async def test_resume_agent_unblocks_and_a_second_mitigation_is_refused(
+    sim_engine: SimEngineFactory,
+) -> None:
     rec = Recorder()
     se = sim_engine(
         policy(
             orchestrator(
                 [tool_use("spawn_agent", task="W-BLOCKY needs a spec")],
                 [tool_use("await_agents")],
-                recording(rec, "blocked", lambda req: [tool_use("resume_agent", agent_id="a002", message="use the v2 spec")]),
+                recording(
+                    rec,
+                    "blocked",
+                    lambda req: [
+                        tool_use("resume_agent", agent_id="a002", message="use the v2 spec")
+                    ],
+                ),
                 [tool_use("resume_agent", agent_id="a002", message="again")],
                 recording(
                     rec,
                     "second",
-                    lambda req: [tool_use("spawn_agent", task="W-FIXER another try", mitigates="a002")],
+                    lambda req: [
+                        tool_use("spawn_agent", task="W-FIXER another try", mitigates="a002")
+                    ],
                 ),
                 recording(rec, "third", lambda req: [tool_use("await_agents", agent_ids=["a002"])]),
                 _finish(),
             ),
-            worker("W-BLOCKY", [tool_use("report_blocker", description="missing API spec")], _complete_with_resolution),
+            worker(
+                "W-BLOCKY",
+                [tool_use("report_blocker", description="missing API spec")],
+                _complete_with_resolution,
+            ),
             worker("W-FIXER", complete("should never run")),
         )
     )
     run_id, outcome = await se.run()
     assert outcome.status == "succeeded", outcome
     awaited = result_of(rec["blocked"], "await_agents").json
-    assert awaited["agents"] == [{"agent_id": "a002", "status": "blocked", "blocker": "missing API spec"}]
+    assert awaited["agents"] == [
+        {"agent_id": "a002", "status": "blocked", "blocker": "missing API spec"}
+    ]
     for key, tool in (("second", "resume_agent"), ("third", "spawn_agent")):
         refusal = result_of(rec[key], tool)
         assert refusal.is_error and "second mitigation" in refusal.json["error"], refusal
@@ -138,7 +186,9 @@ async def test_resume_agent_unblocks_and_a_second_mitigation_is_refused(sim_engi
     assert "[BLOCKER] missing API spec" in progress and "unblocked by a001" in progress
 
 
-async def test_failed_mitigator_escalates_and_the_answer_reaches_the_blocker(sim_engine: SimEngineFactory) -> None:
+async def test_failed_mitigator_escalates_and_the_answer_reaches_the_blocker(
+    sim_engine: SimEngineFactory,
+) -> None:
     se = sim_engine(
         policy(
             orchestrator(
@@ -148,7 +198,11 @@ async def test_failed_mitigator_escalates_and_the_answer_reaches_the_blocker(sim
                 [tool_use("await_agents", agent_ids=["a002", "a003"])],
                 _finish(),
             ),
-            worker("W-DB", [tool_use("report_blocker", description="database is down")], _complete_with_resolution),
+            worker(
+                "W-DB",
+                [tool_use("report_blocker", description="database is down")],
+                _complete_with_resolution,
+            ),
             worker("W-MEND", model_fails),
         )
     )
@@ -156,15 +210,23 @@ async def test_failed_mitigator_escalates_and_the_answer_reaches_the_blocker(sim
     raised = await se.events.wait_for(ev.EscalationRaised)
     assert raised.kind == "blocker" and raised.agent_id == "a002"
     assert "a003" in raised.question and "Continue with my answer" in raised.options
-    assert se.journal.get_agent(run_id, "a003").status == "failed"  # type: ignore[union-attr]
-    assert se.engine.answer_escalation(raised.escalation_id, "use sqlite instead", "Continue with my answer")
+    assert se.journal.get_agent(run_id, "a003").status == "failed"
+    assert se.engine.answer_escalation(
+        raised.escalation_id, "use sqlite instead", "Continue with my answer"
+    )
     outcome = await se.wait(run_id)
     assert outcome.status == "succeeded", outcome
     row = se.journal.get_agent(run_id, "a002")
-    assert row is not None and row.status == "done" and row.summary == "done using: use sqlite instead"
+    assert (
+        row is not None and row.status == "done" and row.summary == "done using: use sqlite instead"
+    )
     assert row.escalated and row.mitigated_by == "a003"
     answered = se.journal.get_escalation(raised.escalation_id)
-    assert answered is not None and answered.answered_by == "human" and answered.answer == "use sqlite instead"
+    assert (
+        answered is not None
+        and answered.answered_by == "human"
+        and answered.answer == "use sqlite instead"
+    )
 
 
 async def test_blocking_again_after_resume_escalates(sim_engine: SimEngineFactory) -> None:
@@ -190,7 +252,9 @@ async def test_blocking_again_after_resume_escalates(sim_engine: SimEngineFactor
     assert raised.kind == "blocker" and raised.agent_id == "a002"
     assert "the mirror fails too" in raised.question
     assert raised.options[0] == "Continue with my answer"
-    assert se.engine.answer_escalation(raised.escalation_id, "vendor the file", "Continue with my answer")
+    assert se.engine.answer_escalation(
+        raised.escalation_id, "vendor the file", "Continue with my answer"
+    )
     outcome = await se.wait(run_id)
     assert outcome.status == "succeeded", outcome
     row = se.journal.get_agent(run_id, "a002")
@@ -215,7 +279,9 @@ async def test_escalation_round_trip_while_others_work(sim_engine: SimEngineFact
                 recording(rec, "answered", lambda req: [tool_use("await_agents")]),
                 _finish(),
             ),
-            worker("W-BUSY", [tool_use("run_command", command="sleep 0.3")], complete("busy work done")),
+            worker(
+                "W-BUSY", [tool_use("run_command", command="sleep 0.3")], complete("busy work done")
+            ),
         )
     )
     run_id = await se.start()
@@ -228,7 +294,9 @@ async def test_escalation_round_trip_while_others_work(sim_engine: SimEngineFact
     assert pending.escalation_id == raised.escalation_id and pending.answered_at is None
     assert pending.options == ("Postgres", "SQLite")
     # the worker finishes while the question waits
-    await se.events.wait_for(ev.AgentStatusChanged, lambda e: e.agent_id == "a002" and e.status == "done")
+    await se.events.wait_for(
+        ev.AgentStatusChanged, lambda e: e.agent_id == "a002" and e.status == "done"
+    )
     assert se.journal.pending_escalations(run_id) != []
     assert se.engine.answer_escalation(raised.escalation_id, "SQLite, keep it simple", "SQLite")
     outcome = await se.wait(run_id)

@@ -248,3 +248,20 @@ async def test_argument_validation(tmp_path: Path, registry: ProcessRegistry) ->
     # Huge timeouts are clamped, not refused.
     assert (await run("true", timeout_s=1e9)).exit_code == 0
     assert registry.pids() == []
+
+
+async def test_cancelled_while_the_command_is_starting_leaves_no_process(tmp_path: Path) -> None:
+    """A stop that lands during the spawn itself: the child already exists but is not tracked yet."""
+    marker = "41.7"
+    for delay in (0.0, 0.0005, 0.001, 0.002, 0.004, 0.008):
+        registry = ProcessRegistry()
+        task = asyncio.ensure_future(
+            run_command(f"sh -c 'sleep {marker} & sleep {marker}; wait'", cwd=tmp_path, registry=registry, owner="x")
+        )
+        await asyncio.sleep(delay)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    await asyncio.sleep(0.3)
+    alive = [p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [])[:2] == ["sleep", marker]]
+    assert alive == []

@@ -8,6 +8,7 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import asyncio
+import gc
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,11 +27,26 @@ T = TypeVar("T")
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _collect_widgets() -> Iterator[None]:
+    """Free each test's Qt wrappers while its objects still exist: a collection that happens
+    to run in a later test, after the C++ side is gone, can crash PySide."""
+    yield
+    gc.collect()
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
     """Nothing touches the user's journal, settings or keyring."""
     monkeypatch.setenv("AGENTRAY_JOURNAL", str(tmp_path / "j.sqlite3"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    # keyring picks its backend once per process: an earlier test may have loaded the real one
+    import keyring
+    from keyring.backends import fail
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    request.addfinalizer(lambda: keyring.set_keyring(previous))
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     QSettings.setPath(
         QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings")

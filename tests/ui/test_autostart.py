@@ -21,7 +21,9 @@ def _parse_entry(path: Path) -> configparser.SectionProxy:
     return parser["Desktop Entry"]
 
 
-def test_linux_entry_written_valid_and_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_linux_entry_written_valid_and_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
     command = ["/opt/Agent Ray/agentray", "--tray"]
     assert not autostart.is_enabled(platform="linux")
@@ -47,7 +49,9 @@ def test_linux_entry_written_valid_and_removed(tmp_path: Path, monkeypatch: pyte
     assert autostart.disable(platform="linux") is False
 
 
-def test_linux_default_location_without_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_linux_default_location_without_xdg(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     autostart.enable(["agentray"], platform="linux")

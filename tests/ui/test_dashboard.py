@@ -4,9 +4,12 @@ coalesced refresh bound, Stop run, and a past run read back from the journal."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import pytest
 from PySide6.QtWidgets import QTreeWidgetItem
 
 from agentray import events as ev
@@ -18,12 +21,22 @@ if TYPE_CHECKING:
     from conftest import QLoop
 
 
+@pytest.fixture(autouse=True)
+def _collect_now() -> Iterator[None]:
+    # Collect the windows' Python cycles now, not in the middle of a later test's event loop.
+    yield
+    gc.collect()
+
+
 def _item_for(dash: DashboardWindow, agent_id: str) -> QTreeWidgetItem:
     return dash._agent_items[agent_id]
 
 
 def test_live_run_tree_progress_and_stop(
-    qtbot, controller: AppController, demo: DemoSession, qloop: QLoop  # type: ignore[no-untyped-def]
+    qtbot,
+    controller: AppController,
+    demo: DemoSession,
+    qloop: QLoop,  # type: ignore[no-untyped-def]
 ) -> None:
     dash = DashboardWindow(controller)
     qtbot.addWidget(dash)
@@ -41,7 +54,9 @@ def test_live_run_tree_progress_and_stop(
     assert dash.agents.topLevelItemCount() == 1
     assert top.childCount() >= 3
     workers = [a for a in run.agents.values() if a.parent_id == orchestrator.agent_id]
-    child_ids = {top.child(i).text(0).rsplit("(", 1)[1].rstrip(")") for i in range(top.childCount())}
+    child_ids = {
+        top.child(i).text(0).rsplit("(", 1)[1].rstrip(")") for i in range(top.childCount())
+    }
     assert {w.agent_id for w in workers} <= child_ids
     assert top.text(1) == orchestrator.status or top.text(1) in ("running", "waiting")
 
@@ -53,7 +68,9 @@ def test_live_run_tree_progress_and_stop(
     on_disk = worker.progress.path.read_text(encoding="utf-8")
     assert dash.progress_text().splitlines()[0] == on_disk.splitlines()[0] == f"# {worker.title}"
     assert worker.title in dash.progress.toPlainText()
-    qloop.wait_until(lambda: dash.progress_text() == worker.progress.path.read_text(encoding="utf-8"))
+    qloop.wait_until(
+        lambda: dash.progress_text() == worker.progress.path.read_text(encoding="utf-8")
+    )
 
     # Events of the run are listed; the machine load line is there.
     qloop.wait_until(lambda: dash.events.count() > 3)
@@ -94,7 +111,9 @@ def test_refreshes_are_coalesced(qtbot, controller: AppController, qloop: QLoop)
             for i in range(total // batches):
                 n = batch * (total // batches) + i
                 controller.event.emit(
-                    ev.AgentProgress(run_id="run-flood", agent_id=f"a{n % 60}", kind="UPDATE", note=f"step {n}")
+                    ev.AgentProgress(
+                        run_id="run-flood", agent_id=f"a{n % 60}", kind="UPDATE", note=f"step {n}"
+                    )
                 )
             await asyncio.sleep(0.01)  # let the loop breathe, as real event bursts do
         elapsed = time.monotonic() - start
@@ -114,7 +133,9 @@ def test_refreshes_are_coalesced(qtbot, controller: AppController, qloop: QLoop)
 
 
 def test_events_of_other_runs_do_not_touch_the_selected_run(
-    qtbot, controller: AppController, qloop: QLoop  # type: ignore[no-untyped-def]
+    qtbot,
+    controller: AppController,
+    qloop: QLoop,  # type: ignore[no-untyped-def]
 ) -> None:
     dash = DashboardWindow(controller)
     qtbot.addWidget(dash)

@@ -3,6 +3,8 @@ recents and presets."""
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +18,12 @@ from agentray.ui.settings import AppSettings
 
 if TYPE_CHECKING:
     from conftest import QLoop
+
+
+@pytest.fixture(autouse=True)
+def _collect_now() -> Iterator[None]:
+    yield
+    gc.collect()
 
 
 @pytest.fixture
@@ -59,7 +67,9 @@ def test_unwritable_folder(dialog: NewRunDialog, tmp_path: Path) -> None:
         locked.chmod(0o700)
 
 
-def test_build_program_not_found(dialog: NewRunDialog, controller: AppController, tmp_path: Path) -> None:
+def test_build_program_not_found(
+    dialog: NewRunDialog, controller: AppController, tmp_path: Path
+) -> None:
     dialog.prefill(goal="Do it", workspace=str(tmp_path))
     dialog.build.setText("surely-not-a-program-xyz --all")
     dialog.start_button.click()
@@ -82,14 +92,18 @@ def test_build_program_not_found(dialog: NewRunDialog, controller: AppController
         ("go.mod", False, "go test ./..."),
     ],
 )
-def test_build_suggestion_per_folder(tmp_path: Path, marker: str, is_dir: bool, expected: str) -> None:
+def test_build_suggestion_per_folder(
+    tmp_path: Path, marker: str, is_dir: bool, expected: str
+) -> None:
     target = tmp_path / marker
     target.mkdir() if is_dir else target.write_text("")
     assert suggest_build_command(tmp_path) == expected
 
 
 def test_suggestion_follows_folder_until_user_edits(
-    qtbot, dialog: NewRunDialog, tmp_path: Path  # type: ignore[no-untyped-def]
+    qtbot,
+    dialog: NewRunDialog,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     rust, node, empty = tmp_path / "rust", tmp_path / "node", tmp_path / "empty"
     for folder in (rust, node, empty):
@@ -148,7 +162,9 @@ def test_valid_form_starts_a_run_and_records_recents(
     controller.stop_run(run_id)
 
 
-def test_save_and_load_preset(qtbot, controller: AppController, settings: AppSettings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_save_and_load_preset(
+    qtbot, controller: AppController, settings: AppSettings, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "go.mod").write_text("module x\n")
     first = NewRunDialog(controller)
     qtbot.addWidget(first)

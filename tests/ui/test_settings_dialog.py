@@ -3,6 +3,8 @@ simulator, and saving preferences (including the real XDG autostart entry)."""
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +20,13 @@ if TYPE_CHECKING:
     from conftest import QLoop
 
 SECRET = "sk-ant-api03-" + "Qz7" * 30 + "-SECRETTAIL"
+
+
+@pytest.fixture(autouse=True)
+def _collect_now() -> Iterator[None]:
+    # Collect the windows' Python cycles now, not in the middle of a later test's event loop.
+    yield
+    gc.collect()
 
 
 def _all_text(root: QWidget) -> str:
@@ -53,7 +62,9 @@ def test_no_keyring_warns_and_disables_store(qtbot, plain_controller: AppControl
     assert "No API key" in dialog.key_status_label.text()
 
 
-def test_key_from_environment_is_never_shown(qtbot, plain_controller: AppController, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_key_from_environment_is_never_shown(
+    qtbot, plain_controller: AppController, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
     dialog = SettingsDialog(plain_controller)
     qtbot.addWidget(dialog)
@@ -64,7 +75,9 @@ def test_key_from_environment_is_never_shown(qtbot, plain_controller: AppControl
     assert SECRET not in text and "SECRETTAIL" not in text and "Qz7Qz7" not in text
 
 
-def test_verify_against_simulator(qtbot, plain_controller: AppController, qloop: QLoop, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_verify_against_simulator(
+    qtbot, plain_controller: AppController, qloop: QLoop, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     with Simulator(api_keys={SECRET}) as sim:
         monkeypatch.setenv("ANTHROPIC_BASE_URL", sim.base_url)
         dialog = SettingsDialog(plain_controller)
@@ -95,7 +108,11 @@ def test_verify_without_any_key_says_so(qtbot, plain_controller: AppController) 
 
 
 def test_save_writes_preferences_and_autostart(
-    qtbot, plain_controller: AppController, settings: AppSettings, tmp_path: Path, monkeypatch  # type: ignore[no-untyped-def]
+    qtbot,
+    plain_controller: AppController,
+    settings: AppSettings,
+    tmp_path: Path,
+    monkeypatch,  # type: ignore[no-untyped-def]
 ) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     dialog = SettingsDialog(plain_controller)

@@ -62,12 +62,14 @@ def compact_transcript(run: Run, agent: AgentState, messages: list[dict[str, Any
         )
         new = [{"role": "user", "content": [{"type": "text", "text": text}]}]
     else:
+        budget = run.config.compact_at * run.context_window / 2  # leave room to work
+        for keep in (KEEP_TAIL_MESSAGES, 4, 2):
+            start, tail = _tail(messages, keep)
+            if _estimate_tokens(tail) < budget:
+                break
+        else:
+            tail = [_shrink(message) for message in tail]
         first = messages[0]
-        # keep the tail from an assistant message on, so every tool_result keeps its tool_use
-        start = max(1, len(messages) - KEEP_TAIL_MESSAGES)
-        while start < len(messages) and messages[start]["role"] != "assistant":
-            start += 1
-        tail = messages[start:]
         dropped = messages[1:start]
         notes = "\n".join(agent.progress.tail(20)) or "(no progress notes)"
         calls = [
@@ -93,6 +95,34 @@ def compact_transcript(run: Run, agent: AgentState, messages: list[dict[str, Any
         )
     )
     return new
+
+
+def _tail(messages: list[dict[str, Any]], keep: int) -> tuple[int, list[dict[str, Any]]]:
+    """The last ``keep`` messages, starting at an assistant message so that every tool_result
+    keeps its tool_use."""
+    start = max(1, len(messages) - keep)
+    while start < len(messages) and messages[start]["role"] != "assistant":
+        start += 1
+    return start, messages[start:]
+
+
+def _estimate_tokens(messages: list[dict[str, Any]]) -> int:
+    return len(json.dumps(messages, ensure_ascii=False, default=str)) // 4
+
+
+def _shrink(message: dict[str, Any], limit: int = 2000) -> dict[str, Any]:
+    """Clip long tool results and texts of a message kept through compaction."""
+    if not isinstance(message.get("content"), list):
+        return message
+    blocks = []
+    for block in message["content"]:
+        block = dict(block)
+        for key in ("content", "text"):
+            value = block.get(key)
+            if isinstance(value, str) and len(value) > limit:
+                block[key] = value[: limit // 2] + f"\n…[{len(value) - limit} characters dropped by compaction]…\n" + value[-limit // 2 :]
+        blocks.append(block)
+    return {**message, "content": blocks}
 
 
 def _short(value: Any) -> str:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psutil
+
 from agentray import events as ev
 from agentray.errors import ModelAuthError, ModelNotFoundError, ToolError
 from agentray.journal import Journal
@@ -294,7 +296,8 @@ class Run:
     async def cancel_agent(self, agent_id: str, reason: str) -> int:
         """Cancel an agent, its helpers and their process trees; returns processes killed."""
         targets = [self.agents[agent_id], *self.descendants(agent_id)]
-        killed = 0
+        # counted before anything is signalled: the agents' own cleanup races the kill below
+        killed = sum(_tree_size(pid) for target in targets for pid in self.processes.pids(target.agent_id))
         for target in targets:
             handle = target.task_handle
             if target.status in ACTIVE:
@@ -305,7 +308,7 @@ class Run:
                 handle.cancel()
             if target.blocker_future is not None and not target.blocker_future.done():
                 target.blocker_future.cancel()
-            killed += await self.processes.kill_owner(target.agent_id)
+            await self.processes.kill_owner(target.agent_id)
         return killed
 
     # ------------------------------------------------------------------ escalations
@@ -675,3 +678,10 @@ class Run:
 
     def truncate(self, text: str) -> str:
         return truncate_text(text, self.config.tool_output_limit)
+
+
+def _tree_size(pid: int) -> int:
+    try:
+        return 1 + len(psutil.Process(pid).children(recursive=True))
+    except psutil.Error:
+        return 0

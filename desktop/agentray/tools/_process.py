@@ -276,6 +276,24 @@ async def _kill_and_reap(
         transport.close()
 
 
+async def _kill_when_spawned(
+    spawn: asyncio.Future[tuple[asyncio.SubprocessTransport, _CommandProtocol]],
+    registry: ProcessRegistry,
+    owner: str,
+) -> None:
+    """The caller was cancelled while the child was being started: wait for it, kill its tree."""
+    try:
+        transport, protocol = await spawn
+    except Exception:
+        return
+    pid = transport.get_pid()
+    registry.track(pid, owner)
+    try:
+        await _kill_and_reap(pid, registry, transport, protocol)
+    finally:
+        registry.untrack(pid)
+
+
 def _check_timeout(timeout_s: object) -> float:
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float):
         raise ToolError("timeout_s must be a number of seconds")
@@ -313,8 +331,8 @@ async def run_command(
     loop = asyncio.get_running_loop()
     out = _BoundedOutput(max_output)
     started = time.monotonic()
-    try:
-        transport, protocol = await loop.subprocess_shell(
+    spawn = asyncio.ensure_future(
+        loop.subprocess_shell(
             lambda: _CommandProtocol(out, loop),
             command,
             cwd=cwd,
@@ -324,6 +342,17 @@ async def run_command(
             start_new_session=True,
             env=dict(scrubbed_env() if env is None else env),
         )
+    )
+    try:
+        # Shielded: a cancellation during the spawn must not lose a child that already exists.
+        transport, protocol = await asyncio.shield(spawn)
+    except asyncio.CancelledError:
+        cleanup = asyncio.ensure_future(_kill_when_spawned(spawn, registry, owner))
+        _background.add(cleanup)
+        cleanup.add_done_callback(_background.discard)
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.shield(cleanup)
+        raise
     except OSError as exc:
         # A missing or non-directory cwd lands here too (the child's chdir fails).
         raise ToolError(f"cannot start the command in {cwd}: {exc.strerror or exc}") from None

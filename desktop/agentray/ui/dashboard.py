@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 from PySide6.QtCore import Qt, QTimer, QUrl
-from PySide6.QtGui import QCloseEvent, QDesktopServices
+from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QListWidget,
     QMainWindow,
@@ -108,6 +109,9 @@ class DashboardWindow(QMainWindow):
         self.runs.setObjectName("runsList")
         self.runs.setHeaderLabels(["Run", "Status", "Agents", "Cost", "Goal"])
         self.runs.setRootIsDecorated(False)
+        header = self.runs.header()
+        for column in (0, 1, 2, 3):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         self.runs.itemSelectionChanged.connect(self._run_selected)
 
         self.agents = QTreeWidget()
@@ -159,7 +163,7 @@ class DashboardWindow(QMainWindow):
         main = QSplitter(Qt.Orientation.Horizontal)
         main.addWidget(self.runs)
         main.addWidget(right)
-        main.setSizes([380, 800])
+        main.setSizes([420, 760])
 
         self.load_label = QLabel()
         self.load_label.setObjectName("loadLabel")
@@ -567,8 +571,3 @@ class DashboardWindow(QMainWindow):
         workspace = self._workspace()
         if workspace:
             QDesktopServices.openUrl(QUrl.fromLocalFile(workspace))
-
-    def closeEvent(self, event: QCloseEvent) -> None:
-        # Hide, don't destroy: the tray reopens the same window (and its event history).
-        event.ignore()
-        self.hide()

@@ -300,6 +300,12 @@ class NewRunDialog(QDialog):
             return
         self.start_button.setEnabled(False)
         self._start_task = asyncio.ensure_future(self._start(config))
+        self._start_task.add_done_callback(self._forget_task)
+
+    def _forget_task(self, _task: asyncio.Future[Any]) -> None:
+        # Drop the finished task: it would keep a cycle (dialog -> task -> coroutine -> dialog)
+        # that the garbage collector then breaks at an arbitrary moment.
+        self._start_task = None
 
     async def _start(self, config: RunConfig) -> None:
         try:

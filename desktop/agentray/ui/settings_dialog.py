@@ -207,6 +207,11 @@ class SettingsDialog(QDialog):
         self.verify_button.setEnabled(False)
         self._say("Verifying…", ok=True)
         self._verify_task = asyncio.ensure_future(self._verify(key))
+        self._verify_task.add_done_callback(self._forget_task)
+
+    def _forget_task(self, _task: asyncio.Future[Any]) -> None:
+        # No dialog -> task -> coroutine -> dialog cycle left for the garbage collector.
+        self._verify_task = None
 
     async def _verify(self, key: str) -> None:
         from agentray.model import AnthropicModelClient

@@ -11,7 +11,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from agentray.simulator import Reply, Rule, ScriptedPolicy, SimRequest, ToolResultView, Turn, text, tool_use
+from agentray.simulator import (
+    Reply,
+    Rule,
+    ScriptedPolicy,
+    SimRequest,
+    ToolResultView,
+    Turn,
+    text,
+    tool_use,
+)
 
 __all__ = [
     "ORCH",
@@ -41,7 +50,11 @@ def complete(summary: str = "done") -> Blocks:
 
 def spawned_ids(req: SimRequest) -> list[str]:
     """Agent ids from the successful spawn_agent results of the conversation, in order."""
-    return [r.json["agent_id"] for r in req.tool_results_named("spawn_agent") if not r.is_error and r.json]
+    return [
+        r.json["agent_id"]
+        for r in req.tool_results_named("spawn_agent")
+        if not r.is_error and r.json
+    ]
 
 
 def result_of(req: SimRequest, name: str, index: int = -1) -> ToolResultView:
@@ -82,7 +95,9 @@ class Recorder:
         return key in self.data
 
 
-def recording(rec: Recorder, key: str, turn: Callable[[SimRequest], Blocks | Reply]) -> Callable[[SimRequest], Blocks | Reply]:
+def recording(
+    rec: Recorder, key: str, turn: Callable[[SimRequest], Blocks | Reply]
+) -> Callable[[SimRequest], Blocks | Reply]:
     """Wrap a turn: note the request (its last tool results) under ``key`` before answering."""
 
     def fn(req: SimRequest) -> Blocks | Reply:

@@ -32,4 +32,15 @@ AGENTRAY_JOURNAL="$SMOKE/journal.sqlite3" QT_QPA_PLATFORM=offscreen \
     timeout 300 "$APP" demo --headless --dir "$SMOKE/project" --on-escalation deny </dev/null \
     > "$SMOKE/demo.log" 2>&1 || { status=$?; cat "$SMOKE/demo.log"; exit "$status"; }
 tail -n 5 "$SMOKE/demo.log"
+
+echo "== smoke: the tray app, offscreen, playing the demo"
+AGENTRAY_JOURNAL="$SMOKE/tray-journal.sqlite3" QT_QPA_PLATFORM=offscreen XDG_CONFIG_HOME="$SMOKE/config" \
+    "$APP" demo --dir "$SMOKE/tray-project" > "$SMOKE/tray.log" 2>&1 &
+TRAY=$!
+sleep 10
+kill -0 "$TRAY" 2>/dev/null || { cat "$SMOKE/tray.log"; echo "the tray app exited early"; exit 1; }
+kill -TERM "$TRAY"
+wait "$TRAY" || { status=$?; cat "$SMOKE/tray.log"; echo "the tray app exited with $status"; exit "$status"; }
+ls "$SMOKE/tray-project/agent-responses" | grep -q '^a.*\.md$' || { cat "$SMOKE/tray.log"; echo "the tray demo started no agent"; exit 1; }
+echo "tray app ran the demo and quit cleanly"
 echo "== built: $APP"

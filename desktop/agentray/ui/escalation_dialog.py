@@ -197,6 +197,9 @@ class EscalationWindow(QWidget):
         if changed:
             self.context.setMarkdown(view.context or "_(no context)_")
             self.progress.setPlainText(view.progress_tail or "(no progress file)")
+            # the newest lines matter most: show the end of the tail
+            bar = self.progress.verticalScrollBar()
+            bar.setValue(bar.maximum())
             self.reply.clear()
             self._set_options(view.options)
         busy = view.escalation_id in self._busy

@@ -11,7 +11,6 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -20,7 +19,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -28,7 +26,7 @@ from PySide6.QtWidgets import (
 from agentray.engine import RunConfig, check_build_command, validate_config
 from agentray.errors import AgentrayError, BadInputError
 
-from .settings_dialog import model_combo
+from .fields import LimitFields, model_combo
 
 if TYPE_CHECKING:
     from .controller import AppController
@@ -63,13 +61,6 @@ def _error_label(name: str) -> QLabel:
     label.setStyleSheet("color: #c0392b;")
     label.hide()
     return label
-
-
-def _spin(value: int, low: int, high: int) -> QSpinBox:
-    box = QSpinBox()
-    box.setRange(low, high)
-    box.setValue(value)
-    return box
 
 
 class NewRunDialog(QDialog):
@@ -143,18 +134,10 @@ class NewRunDialog(QDialog):
 
         limits = QGroupBox("Limits")
         limits_form = QFormLayout(limits)
-        self.max_concurrent = _spin(settings.max_concurrent, 1, 64)
-        self.max_agents = _spin(settings.max_agents, 1, 500)
-        self.max_depth = _spin(settings.max_depth, 1, 5)
-        self.budget = QDoubleSpinBox()
-        self.budget.setRange(0.01, 10_000.0)
-        self.budget.setDecimals(2)
-        self.budget.setPrefix("$ ")
-        self.budget.setValue(float(settings.budget_usd or 10.0))
-        limits_form.addRow("Agents at once", self.max_concurrent)
-        limits_form.addRow("Max agents", self.max_agents)
-        limits_form.addRow("Max depth", self.max_depth)
-        limits_form.addRow("Budget", self.budget)
+        self.limits = LimitFields(settings)
+        self.limits.add_rows(limits_form, ("Agents at once", "Max agents", "Max depth", "Budget"))
+        self.max_concurrent, self.max_agents = self.limits.max_concurrent, self.limits.max_agents
+        self.max_depth, self.budget = self.limits.max_depth, self.limits.budget
         layout.addWidget(limits)
 
         preset_row = QHBoxLayout()
@@ -212,14 +195,7 @@ class NewRunDialog(QDialog):
             self.build.setText(str(data.get("build_command") or ""))
             self._build_edited = True  # a preset's command is a choice, not a guess
             self.model.setCurrentText(str(data.get("model") or self.model.currentText()))
-            limits = data.get("limits") or {}
-            self.max_concurrent.setValue(
-                int(limits.get("max_concurrent", self.max_concurrent.value()))
-            )
-            self.max_agents.setValue(int(limits.get("max_agents", self.max_agents.value())))
-            self.max_depth.setValue(int(limits.get("max_depth", self.max_depth.value())))
-            if limits.get("budget_usd") is not None:
-                self.budget.setValue(float(limits["budget_usd"]))
+            self.limits.set_values(data.get("limits") or {})
             self.preset_name.setText(str(data.get("name", "")))
             index = self.preset.findText(str(data.get("name", "")))
             if index >= 0:
@@ -250,12 +226,7 @@ class NewRunDialog(QDialog):
 
     # ------------------------------------------------------------------ validation
     def _limits(self) -> dict[str, Any]:
-        return {
-            "max_concurrent": self.max_concurrent.value(),
-            "max_agents": self.max_agents.value(),
-            "max_depth": self.max_depth.value(),
-            "budget_usd": self.budget.value(),
-        }
+        return self.limits.values()
 
     def config(self) -> RunConfig:
         return self.controller.settings.run_config(

@@ -8,17 +8,14 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QDialog,
     QDialogButtonBox,
-    QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -27,31 +24,13 @@ from agentray import keys
 from agentray.engine import DEFAULT_MODEL
 
 from . import autostart
+from .fields import KNOWN_MODELS, LimitFields, model_combo
 
 if TYPE_CHECKING:
     from .controller import AppController
 
 __all__ = ["KNOWN_MODELS", "SettingsDialog", "model_combo"]
 
-KNOWN_MODELS = (DEFAULT_MODEL, "claude-opus-4-5", "claude-sonnet-4-5", "claude-haiku-4-5")
-
-
-def model_combo(current: str, parent: QWidget | None = None) -> QComboBox:
-    """An editable combo with the known model names (any other name can be typed)."""
-    combo = QComboBox(parent)
-    combo.setEditable(True)
-    for name in dict.fromkeys((current, *KNOWN_MODELS)):
-        if name:
-            combo.addItem(name)
-    combo.setCurrentText(current or DEFAULT_MODEL)
-    return combo
-
-
-def _spin(value: int, low: int, high: int) -> QSpinBox:
-    box = QSpinBox()
-    box.setRange(low, high)
-    box.setValue(value)
-    return box
 
 
 def _error_label() -> QLabel:
@@ -81,19 +60,11 @@ class SettingsDialog(QDialog):
         defaults = QGroupBox("Defaults for new runs")
         form = QFormLayout(defaults)
         self.model = model_combo(settings.default_model)
-        self.max_concurrent = _spin(settings.max_concurrent, 1, 64)
-        self.max_agents = _spin(settings.max_agents, 1, 500)
-        self.max_depth = _spin(settings.max_depth, 1, 5)
-        self.budget = QDoubleSpinBox()
-        self.budget.setRange(0.01, 10_000.0)
-        self.budget.setDecimals(2)
-        self.budget.setPrefix("$ ")
-        self.budget.setValue(float(settings.budget_usd or 10.0))
         form.addRow("Model", self.model)
-        form.addRow("Agents at once", self.max_concurrent)
-        form.addRow("Max agents per run", self.max_agents)
-        form.addRow("Max nesting depth", self.max_depth)
-        form.addRow("Budget per run", self.budget)
+        self.limits = LimitFields(settings)
+        self.limits.add_rows(form, ("Agents at once", "Max agents per run", "Max nesting depth", "Budget per run"))
+        self.max_concurrent, self.max_agents = self.limits.max_concurrent, self.limits.max_agents
+        self.max_depth, self.budget = self.limits.max_depth, self.limits.budget
         layout.addWidget(defaults)
 
         general = QGroupBox("General")
@@ -234,12 +205,7 @@ class SettingsDialog(QDialog):
     def save(self) -> None:
         settings = self.controller.settings
         settings.default_model = self.model.currentText().strip() or DEFAULT_MODEL
-        settings.limits = {
-            "max_concurrent": self.max_concurrent.value(),
-            "max_agents": self.max_agents.value(),
-            "max_depth": self.max_depth.value(),
-            "budget_usd": self.budget.value(),
-        }
+        settings.limits = self.limits.values()
         settings.notifications_muted = self.mute.isChecked()
         wanted = self.start_at_login.isChecked()
         try:

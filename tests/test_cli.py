@@ -327,3 +327,20 @@ def test_runs_and_show_read_the_journal(tmp_path: Path, env: dict[str, str], sim
     assert [a["role"] for a in shown["agents"]] == ["orchestrator", "worker"]
     assert shown["usage"]["calls"] >= 4 and shown["usage"]["cost_usd"] > 0
     assert KEY not in Path(env["AGENTRAY_JOURNAL"]).read_bytes().decode("latin-1")
+
+
+def test_ctrl_c_at_the_escalation_prompt_exits_at_once(tmp_path: Path, env: dict[str, str], sim: Simulator) -> None:
+    pexpect = pytest.importorskip("pexpect")
+    ws = _workspace(tmp_path)
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "agentray", "run", "ASK first", "--dir", str(ws), "--base-url", sim.base_url, "--model", "sim-model"],
+        env=env, encoding="utf-8", timeout=30,
+    )
+    child.expect("Your answer")
+    child.sendintr()
+    child.expect(pexpect.EOF)  # a prompt blocked in input() must not hold the process
+    child.close()
+    assert child.exitstatus == 3
+    db = sqlite3.connect(env["AGENTRAY_JOURNAL"])
+    assert db.execute("select status from runs").fetchone() == ("interrupted",)

@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import IO, Any
@@ -223,7 +224,7 @@ class EscalationResponder:
                 continue
             self.reporter.pause()
             try:
-                answer, choice = await asyncio.to_thread(self._ask, event)
+                answer, choice = await _in_daemon_thread(self._ask, event)
             finally:
                 self.reporter.resume()
             self.engine.answer_escalation(event.escalation_id, answer, choice, answered_by="human")
@@ -248,6 +249,33 @@ class EscalationResponder:
         elif reply in event.options:
             choice = reply
         return reply or "(no answer)", choice
+
+
+async def _in_daemon_thread(function: Callable[..., Any], *args: Any) -> Any:
+    """Run a blocking prompt without holding up the exit: a thread of the default executor
+    blocked in input() would keep ``asyncio.run`` from returning after Ctrl-C or a stop."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def target() -> None:
+        try:
+            result = function(*args)
+        except BaseException as error:  # handed to the loop, raised there
+            loop.call_soon_threadsafe(_settle, future, None, error)
+        else:
+            loop.call_soon_threadsafe(_settle, future, result, None)
+
+    threading.Thread(target=target, name="escalation-prompt", daemon=True).start()
+    return await future
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 def print_json(data: Any, stream: IO[str] | None = None) -> None:

@@ -142,6 +142,9 @@ def test_demo_headless_finishes_a_full_run_offline(tmp_path: Path, env: dict[str
     db = sqlite3.connect(env["AGENTRAY_JOURNAL"])
     assert db.execute("select status from runs").fetchall() == [("succeeded",)]
     assert db.execute("select count(*) from escalations where answered_by = 'policy:deny'").fetchone() == (1,)
+    # prompt caching pays: the growing conversations are read from the cache far more than written
+    read, written = db.execute("select sum(cache_read_tokens), sum(cache_creation_tokens) from usage").fetchone()
+    assert read > 3 * written > 0
 
 
 def test_run_json_lines_follow_the_contract(tmp_path: Path, env: dict[str, str], sim: Simulator) -> None:
@@ -204,9 +207,13 @@ def test_escalation_asked_on_a_terminal(tmp_path: Path, env: dict[str, str], sim
         (["resume", "r-none"], "no run"),
         (["stop", "r-none"], "no run"),
         (["frobnicate"], "invalid choice"),
+        ([], "no graphical session"),
+        (["demo"], "no graphical session"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, env: dict[str, str], args: list[str], needle: str) -> None:
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        env.pop(name, None)
     result = agentray(args, env, cwd=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr

@@ -238,8 +238,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
+def _require_display() -> None:
+    """Qt aborts the process without a display: say so on one line instead."""
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.environ.get("QT_QPA_PLATFORM")
+    ):
+        raise BadInputError(
+            "no graphical session (DISPLAY and WAYLAND_DISPLAY are unset): the tray needs one; "
+            "use `agentray demo --headless` or `agentray run` here"
+        )
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     if not args.headless:
+        _require_display()
         from agentray.ui.app import run_tray
 
         return run_tray(demo=True, demo_dir=Path(args.dir) if args.dir else None)
@@ -392,7 +404,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             detail = agent.summary or agent.blocker or agent.status_reason or ""
             detail = " ".join(detail.split())
             detail = detail if len(detail) <= 90 else detail[:87] + "..."
-            print(f"  {'  ' * depth}{agent.agent_id} {agent.role:<12} {agent.status:<9} {agent.title}"
+            mitigation = f" [mitigated by {agent.mitigated_by}]" if agent.mitigated_by else ""
+            print(f"  {'  ' * depth}{agent.agent_id} {agent.role:<12} {agent.status:<9} {agent.title}{mitigation}"
                   + (f" — {detail}" if detail else ""))
             walk(agent.agent_id, depth + 1)
 
@@ -460,6 +473,7 @@ def cmd_key(args: argparse.Namespace) -> int:
 
 
 def cmd_tray(args: argparse.Namespace) -> int:
+    _require_display()
     from agentray.ui.app import run_tray
 
     return run_tray()

@@ -125,7 +125,7 @@ class SettingsDialog(QDialog):
         status = keys.key_status()
         if status.keyring_problem:
             self.keyring_warning.setText(
-                f"No usable OS keyring: {status.keyring_problem}. Agentray will not keep the key in "
+                f"{status.keyring_problem[:1].upper()}{status.keyring_problem[1:]}. Agentray will not keep the key in "
                 f"a plaintext file; it uses the {keys.ENV_VAR} environment variable only."
             )
             self.keyring_warning.show()

@@ -94,3 +94,26 @@ def test_preset_item_starts_a_run(
     assert run.workspace == str(workspace) and run.goal == config.goal
     controller.stop_all()
     qloop.wait_until(lambda: not controller.active_runs())
+
+
+def test_a_recent_run_starts_again_in_one_click(
+    controller: AppController, demo: DemoSession, qloop: QLoop, tmp_path: Path
+) -> None:
+    shell = TrayApp(controller)
+    workspace = demo_workspace(tmp_path, "again")
+    first = qloop.run(controller.start_run(demo.config(workspace=str(workspace), max_agents=7)))
+    controller.stop_run(first)
+    qloop.wait_until(lambda: not controller.active_runs())
+    shell.tray.menu.aboutToShow.emit()
+    from agentray.ui.tray import _clip
+
+    action = shell.tray.find_action(f"↻ {_clip(demo.config().goal)} — again")
+    assert action is not None
+    action.trigger()
+    qloop.wait_until(lambda: bool(controller.active_runs()))
+    [run] = controller.active_runs()
+    assert run.run_id != first and run.workspace == str(workspace)
+    again = controller.journal.get_run(run.run_id)
+    assert again is not None and again.config["max_agents"] == 7  # the same limits as before
+    controller.stop_all()
+    qloop.wait_until(lambda: not controller.active_runs())

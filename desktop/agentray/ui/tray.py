@@ -4,6 +4,7 @@ run failed); the menu is rebuilt each time it opens."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, Signal
@@ -11,6 +12,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
 from agentray import events as ev
+from agentray.engine import RunConfig
 from agentray.errors import AgentrayError
 
 from .controller import AppController, RunSummary
@@ -142,8 +144,8 @@ class Tray(QObject):
         self._add(menu, "New run…", lambda: self.shell.open_new_run())
 
         presets = self.controller.settings.presets
-        goals = self.controller.settings.recent_goals
-        if presets or goals:
+        recent = self.recent_runs()
+        if presets or recent:
             start = menu.addMenu("Start again")
             for preset in presets:
                 self._add(
@@ -151,11 +153,13 @@ class Tray(QObject):
                     f"▶ {_clip(preset['name'])}",
                     lambda _=False, p=preset: self.start_preset(p),
                 )
-            if presets and goals:
+            if presets and recent:
                 start.addSeparator()
-            for goal in goals:
+            for row in recent:
                 self._add(
-                    start, _clip(goal), lambda _=False, g=goal: self.shell.open_new_run(goal=g)
+                    start,
+                    f"↻ {_clip(row.goal)} — {Path(row.workspace).name}",
+                    lambda _=False, r=row: self.start_again(r),
                 )
 
         runs = self.controller.active_runs()
@@ -206,14 +210,37 @@ class Tray(QObject):
         return None
 
     # ------------------------------------------------------------------ one-click starts
+    def recent_runs(self, limit: int = 6) -> list[Any]:
+        """Recent runs (newest first, one per goal and folder) that can start again as they were."""
+        try:
+            rows = self.controller.journal.list_runs(limit=40)
+        except Exception:  # a broken journal must not break the menu
+            return []
+        seen: set[tuple[str, str]] = set()
+        recent = []
+        for row in rows:
+            key = (row.goal, row.workspace)
+            if key in seen or self.controller.is_live(row.run_id) or not Path(row.workspace).is_dir():
+                continue
+            seen.add(key)
+            recent.append(row)
+        return recent[:limit]
+
     def start_preset(self, preset: dict[str, Any]) -> None:
-        task = asyncio.ensure_future(self._start(preset))
+        self._start(self.controller.settings.preset_config(preset), preset.get("name", "the preset"))
+
+    def start_again(self, row: Any) -> None:
+        """The same goal, folder, build, model and limits as an earlier run, in one click."""
+        self._start(RunConfig.from_dict(row.config), _clip(row.goal))
+
+    def _start(self, config: RunConfig, label: str) -> None:
+        async def start() -> str | None:
+            try:
+                return await self.controller.start_run(config)
+            except AgentrayError as error:
+                self.shell.show_error(f"Cannot start {label}", str(error))
+                return None
+
+        task = asyncio.ensure_future(start())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def _start(self, preset: dict[str, Any]) -> str | None:
-        try:
-            return await self.controller.start_run(self.controller.settings.preset_config(preset))
-        except AgentrayError as error:
-            self.shell.show_error(f"Cannot start {preset.get('name', 'the preset')}", str(error))
-            return None

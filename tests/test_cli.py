@@ -177,7 +177,8 @@ def test_escalation_policies(tmp_path: Path, env: dict[str, str], sim: Simulator
         assert db.execute("select choice from escalations").fetchone() == ("No, hold",)
 
 
-def test_escalation_asked_on_a_terminal(tmp_path: Path, env: dict[str, str], sim: Simulator) -> None:
+def _ask_on_a_terminal(tmp_path: Path, env: dict[str, str], sim: Simulator) -> tuple[Any, Any]:
+    """`agentray run` on a pseudo-terminal, stopped at its escalation prompt."""
     pexpect = pytest.importorskip("pexpect")
     ws = _workspace(tmp_path)
     child = pexpect.spawn(
@@ -186,6 +187,11 @@ def test_escalation_asked_on_a_terminal(tmp_path: Path, env: dict[str, str], sim
         env=env, encoding="utf-8", timeout=60,
     )
     child.expect("Your answer")
+    return pexpect, child
+
+
+def test_escalation_asked_on_a_terminal(tmp_path: Path, env: dict[str, str], sim: Simulator) -> None:
+    pexpect, child = _ask_on_a_terminal(tmp_path, env, sim)
     child.sendline("1")
     child.expect(pexpect.EOF)
     child.close()
@@ -337,14 +343,7 @@ def test_runs_and_show_read_the_journal(tmp_path: Path, env: dict[str, str], sim
 
 
 def test_ctrl_c_at_the_escalation_prompt_exits_at_once(tmp_path: Path, env: dict[str, str], sim: Simulator) -> None:
-    pexpect = pytest.importorskip("pexpect")
-    ws = _workspace(tmp_path)
-    child = pexpect.spawn(
-        sys.executable,
-        ["-m", "agentray", "run", "ASK first", "--dir", str(ws), "--base-url", sim.base_url, "--model", "sim-model"],
-        env=env, encoding="utf-8", timeout=30,
-    )
-    child.expect("Your answer")
+    pexpect, child = _ask_on_a_terminal(tmp_path, env, sim)
     child.sendintr()
     child.expect(pexpect.EOF)  # a prompt blocked in input() must not hold the process
     child.close()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
 
 __all__ = [
     "AgentRow",
@@ -97,83 +98,36 @@ class ToolCallRow:
     finished_at: float | None
 
 
+_T = TypeVar("_T")
+
+
+def _build(cls: type[_T], r: sqlite3.Row, **convert: Callable[[Any], Any]) -> _T:
+    """A row dataclass from a sqlite3 row whose columns carry the field names."""
+    values = {f.name: r[f.name] for f in fields(cls)}  # type: ignore[arg-type]
+    for name, conversion in convert.items():
+        values[name] = conversion(values[name])
+    return cls(**values)
+
+
+def _json_or_none(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _json_tuple(text: str) -> tuple[Any, ...]:
+    return tuple(json.loads(text))
+
+
 def run_from_row(r: sqlite3.Row) -> RunRow:
-    return RunRow(
-        run_id=r["run_id"],
-        goal=r["goal"],
-        workspace=r["workspace"],
-        status=r["status"],
-        config=json.loads(r["config"]),
-        pid=r["pid"],
-        started_at=r["started_at"],
-        ended_at=r["ended_at"],
-        summary=r["summary"],
-        outcome=r["outcome"],
-        cost_usd=float(r["cost_usd"]),
-        tokens=int(r["tokens"]),
-        stop_requested=bool(r["stop_requested"]),
-    )
+    return _build(RunRow, r, config=json.loads, cost_usd=float, tokens=int, stop_requested=bool)
 
 
 def agent_from_row(r: sqlite3.Row) -> AgentRow:
-    return AgentRow(
-        run_id=r["run_id"],
-        agent_id=r["agent_id"],
-        parent_id=r["parent_id"],
-        role=r["role"],
-        title=r["title"],
-        task=r["task"],
-        depth=r["depth"],
-        depends_on=tuple(json.loads(r["depends_on"])),
-        mitigates=r["mitigates"],
-        status=r["status"],
-        status_reason=r["status_reason"],
-        summary=r["summary"],
-        blocker=r["blocker"],
-        result=r["result"],
-        turns=r["turns"],
-        mitigated_by=r["mitigated_by"],
-        mitigation_count=r["mitigation_count"],
-        escalated=bool(r["escalated"]),
-        model=r["model"],
-        created_at=r["created_at"],
-        started_at=r["started_at"],
-        ended_at=r["ended_at"],
-        input_tokens=r["input_tokens"],
-        output_tokens=r["output_tokens"],
-        cache_creation_tokens=r["cache_creation_tokens"],
-        cache_read_tokens=r["cache_read_tokens"],
-        cost_usd=float(r["cost_usd"]),
-    )
+    return _build(AgentRow, r, depends_on=_json_tuple, escalated=bool, cost_usd=float)
 
 
 def escalation_from_row(r: sqlite3.Row) -> EscalationRow:
-    return EscalationRow(
-        escalation_id=r["escalation_id"],
-        run_id=r["run_id"],
-        agent_id=r["agent_id"],
-        kind=r["kind"],
-        question=r["question"],
-        context=r["context"],
-        options=tuple(json.loads(r["options"])),
-        call_id=r["call_id"],
-        created_at=r["created_at"],
-        answered_at=r["answered_at"],
-        answer=r["answer"],
-        choice=r["choice"],
-        answered_by=r["answered_by"],
-    )
+    return _build(EscalationRow, r, options=_json_tuple)
 
 
 def tool_call_from_row(r: sqlite3.Row) -> ToolCallRow:
-    return ToolCallRow(
-        run_id=r["run_id"],
-        agent_id=r["agent_id"],
-        call_id=r["call_id"],
-        name=r["name"],
-        input=json.loads(r["input"]),
-        result=None if r["result"] is None else json.loads(r["result"]),
-        is_error=bool(r["is_error"]),
-        started_at=r["started_at"],
-        finished_at=r["finished_at"],
-    )
+    return _build(ToolCallRow, r, input=json.loads, result=_json_or_none, is_error=bool)

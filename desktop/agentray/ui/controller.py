@@ -361,20 +361,8 @@ class AppController(QObject):
                 agent = run.agents.get(esc.agent_id) if run is not None else None
                 tail = _tail(agent.progress.path) if agent is not None else ""
                 row = self.journal.get_escalation(esc.escalation_id)
-                views.append(
-                    EscalationView(
-                        escalation_id=esc.escalation_id,
-                        run_id=esc.run_id,
-                        agent_id=esc.agent_id,
-                        kind=esc.kind,
-                        question=esc.question,
-                        context=esc.context,
-                        options=tuple(esc.options),
-                        progress_tail=tail,
-                        live=True,
-                        created_at=row.created_at if row is not None else time.time(),
-                    )
-                )
+                created = row.created_at if row is not None else time.time()
+                views.append(_view(esc, tail, live=True, created_at=created))
                 seen.add(esc.escalation_id)
         views.sort(key=lambda v: v.created_at)
         try:
@@ -395,18 +383,21 @@ class AppController(QObject):
             if workspace is None:
                 continue
             tail = _tail(Path(workspace) / PROGRESS_DIR / f"{row.agent_id}.md")
-            views.append(
-                EscalationView(
-                    escalation_id=row.escalation_id,
-                    run_id=row.run_id,
-                    agent_id=row.agent_id,
-                    kind=row.kind,
-                    question=row.question,
-                    context=row.context,
-                    options=tuple(row.options),
-                    progress_tail=tail,
-                    live=False,
-                    created_at=row.created_at,
-                )
-            )
+            views.append(_view(row, tail, live=False, created_at=row.created_at))
         return views
+
+
+def _view(source: Any, tail: str, *, live: bool, created_at: float) -> EscalationView:
+    """An EscalationView from the engine's live Escalation or the journal's EscalationRow."""
+    return EscalationView(
+        escalation_id=source.escalation_id,
+        run_id=source.run_id,
+        agent_id=source.agent_id,
+        kind=source.kind,
+        question=source.question,
+        context=source.context,
+        options=tuple(source.options),
+        progress_tail=tail,
+        live=live,
+        created_at=created_at,
+    )

@@ -44,22 +44,27 @@ class AgentInfo:
     created_at: float
 
 
+def _info(source: Any, *, tokens: int, progress_path: Path | None) -> AgentInfo:
+    """The fields a live AgentState and a journal AgentRow share, plus what each computes."""
+    return AgentInfo(
+        agent_id=source.agent_id,
+        parent_id=source.parent_id,
+        title=source.title,
+        role=source.role,
+        status=source.status,
+        started_at=source.started_at,
+        ended_at=source.ended_at,
+        tokens=tokens,
+        cost_usd=float(source.cost_usd),
+        progress_path=progress_path,
+        created_at=source.created_at,
+    )
+
+
 def agents_from_run(run: Any) -> list[AgentInfo]:
     """From a live engine Run (its AgentState objects)."""
     return [
-        AgentInfo(
-            agent_id=a.agent_id,
-            parent_id=a.parent_id,
-            title=a.title,
-            role=a.role,
-            status=a.status,
-            started_at=a.started_at,
-            ended_at=a.ended_at,
-            tokens=int(a.usage.total_tokens),
-            cost_usd=float(a.cost_usd),
-            progress_path=Path(a.progress.path),
-            created_at=a.created_at,
-        )
+        _info(a, tokens=int(a.usage.total_tokens), progress_path=Path(a.progress.path))
         for a in list(run.agents.values())
     ]
 
@@ -68,20 +73,10 @@ def agents_from_journal(rows: list[Any], workspace: str | None) -> list[AgentInf
     """From journal AgentRows of a run that is not live here."""
     base = Path(workspace) / PROGRESS_DIR if workspace else None
     return [
-        AgentInfo(
-            agent_id=r.agent_id,
-            parent_id=r.parent_id,
-            title=r.title,
-            role=r.role,
-            status=r.status,
-            started_at=r.started_at,
-            ended_at=r.ended_at,
-            tokens=int(
-                r.input_tokens + r.output_tokens + r.cache_creation_tokens + r.cache_read_tokens
-            ),
-            cost_usd=float(r.cost_usd),
+        _info(
+            r,
+            tokens=int(r.input_tokens + r.output_tokens + r.cache_creation_tokens + r.cache_read_tokens),
             progress_path=base / f"{r.agent_id}.md" if base else None,
-            created_at=r.created_at,
         )
         for r in rows
     ]

@@ -47,28 +47,35 @@ async def _all_dead(pids: list[int], within: float = 5.0) -> bool:
     return all(_dead(p) for p in pids)
 
 
-async def _tree_pids(ws: Path, prefix: str = "", timeout: float = 5.0) -> list[int]:
+def _host_tree(roots: list[int]) -> list[int]:
+    """The tracked command roots and every descendant, as host pids (inside the sandbox ``$$`` is
+    a pid of the command's own PID namespace, so the pid files cannot name them)."""
+    found = set(roots)
+    for pid in roots:
+        try:
+            found.update(c.pid for c in psutil.Process(pid).children(recursive=True))
+        except psutil.NoSuchProcess:
+            pass
+    return sorted(found)
+
+
+async def _tree_pids(
+    se: SimEngine, run_id: str, ws: Path, prefix: str = "", timeout: float = 5.0
+) -> list[int]:
     files = [ws / f"{prefix}{name}.pid" for name in ("top", "inner", "bg")]
     deadline = time.monotonic() + timeout
     while not all(f.exists() and f.read_text().strip() for f in files):
         assert time.monotonic() < deadline, "the worker's command never started"
         await asyncio.sleep(0.02)
-    pids = [int(f.read_text()) for f in files]
-    found = set(pids)
-    for pid in pids:
-        try:
-            found.update(c.pid for c in psutil.Process(pid).children(recursive=True))
-        except psutil.NoSuchProcess:
-            pass
+    await _tracked(se, run_id)
+    found = _host_tree(se.engine.runs[run_id].processes.pids())
+    assert len(found) >= 4  # sh -> sh -> sleep + sleep (and bwrap with its init when sandboxed)
     assert not any(_dead(p) for p in found)
-    return sorted(found)
+    return found
 
 
 async def _tracked(se: SimEngine, run_id: str, count: int = 1, timeout: float = 5.0) -> None:
-    """Wait until the run's process registry holds ``count`` command trees.
-
-    A stop landing between the spawn of a command and its registration leaks the tree (a bug of
-    tools.run_command, reported to the lead); these tests stop once the trees are tracked."""
+    """Wait until the run's process registry holds ``count`` command trees."""
     deadline = time.monotonic() + timeout
     while len(se.engine.runs[run_id].processes.pids()) < count:
         assert time.monotonic() < deadline, "the command was never tracked"
@@ -92,9 +99,7 @@ async def test_stop_run_kills_the_process_tree(
 ) -> None:
     se = sim_engine(_sleeper_policy())
     run_id = await se.start()
-    pids = await _tree_pids(workspace)
-    assert len(pids) >= 4
-    await _tracked(se, run_id)
+    pids = await _tree_pids(se, run_id, workspace)
     stopped_at = time.monotonic()
     assert se.engine.stop_run(run_id)
     outcome = await se.wait(run_id, timeout=5)
@@ -116,9 +121,7 @@ async def test_stop_all_stops_every_run(
     se = sim_engine(_sleeper_policy())
     run1 = await se.start()
     run2 = await se.start(workspace=str(ws2))
-    pids = await _tree_pids(workspace) + await _tree_pids(ws2)
-    await _tracked(se, run1)
-    await _tracked(se, run2)
+    pids = await _tree_pids(se, run1, workspace) + await _tree_pids(se, run2, ws2)
     assert sorted(se.engine.stop_all()) == sorted([run1, run2])
     outcomes = [await se.wait(run1, 5), await se.wait(run2, 5)]
     assert [o.status for o in outcomes] == ["cancelled", "cancelled"]
@@ -131,8 +134,7 @@ async def test_stop_requested_from_another_journal_connection(
 ) -> None:
     se = sim_engine(_sleeper_policy())
     run_id = await se.start()
-    pids = await _tree_pids(workspace)
-    await _tracked(se, run_id)
+    pids = await _tree_pids(se, run_id, workspace)
     other = Journal(se.journal_path)  # what `agentray stop RUN` in another process does
     try:
         requested_at = time.monotonic()
@@ -165,13 +167,7 @@ async def test_cancel_agent_kills_its_tree_and_its_helpers(
         deadline = time.monotonic() + 5
         while len(run.processes.pids()) < 2 and time.monotonic() < deadline:  # both trees tracked
             time.sleep(0.01)
-        rec.note(
-            "pids",
-            [
-                int((workspace / n).read_text())
-                for n in ("top.pid", "inner.pid", "bg.pid", "child.pid")
-            ],
-        )
+        rec.note("pids", _host_tree(run.processes.pids()))
         return [tool_use("cancel_agent", agent_id="a002", reason="changed plans")]
 
     se = sim_engine(
@@ -326,7 +322,7 @@ async def test_resume_after_stop_reports_the_interrupted_call(
     first = sim_engine(resume_policy)
     run_id = await first.start()
     await first.events.wait_for(ev.ToolCallStarted, lambda e: e.tool == "run_command")
-    await _tracked(first, run_id)  # mid-way: the command runs (see _tracked for why we wait)
+    await _tracked(first, run_id)  # mid-way: the command runs
     assert first.engine.stop_run(run_id)
     assert (await first.wait(run_id)).status == "cancelled"
     await first.engine.aclose()

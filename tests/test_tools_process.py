@@ -196,13 +196,24 @@ async def test_env_is_scrubbed(
     monkeypatch.setenv("OPENAI_API_KEY", "openai-parent")
     monkeypatch.setenv("MY_TOKEN", "token-parent")
     monkeypatch.setenv("SOMEVAR", "sk-ant-xxx")
-    monkeypatch.setenv("KEEP_ME", "visible")
+    monkeypatch.setenv("LC_TIME", "C")
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    # not secret by name or value, but not on the allow-list: addresses of agents, buses, displays
+    monkeypatch.setenv("UNKNOWN_VAR", "visible")
+    monkeypatch.setenv("SSH_AGENT_PID", "1")
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/0")
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", "unix:path=/run/user/0/bus")
     result = await run_command("env", cwd=tmp_path, registry=registry, owner="a")
     names = {line.split("=", 1)[0] for line in result.output.splitlines() if "=" in line}
-    for secret in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "MY_TOKEN", "SOMEVAR"):
-        assert secret not in names
+    for hidden in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "MY_TOKEN", "SOMEVAR", "UNKNOWN_VAR",
+                   "SSH_AGENT_PID", "DISPLAY", "XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS"):
+        assert hidden not in names
     assert "parent" not in result.output and "sk-ant" not in result.output
-    assert {"PATH", "KEEP_ME", "PYTHONUNBUFFERED", "GIT_TERMINAL_PROMPT"} <= names
+    # allowed; the proxy because an unconfined command has the network
+    assert {"PATH", "LANG", "LC_TIME", "HTTPS_PROXY", "PYTHONUNBUFFERED", "GIT_TERMINAL_PROMPT"} <= names
+    assert "AGENTRAY_SANDBOX=none" in result.output.splitlines()
     assert "GIT_TERMINAL_PROMPT=0" in result.output.splitlines()
 
 

@@ -2,7 +2,9 @@
 
     AgentrayError
     ├── BadInputError            user input the CLI rejects (exit code 2)
-    │   └── NoApiKeyError        no key in ANTHROPIC_API_KEY nor the keyring
+    │   ├── NoApiKeyError        no key in ANTHROPIC_API_KEY nor the keyring
+    │   ├── SandboxUnavailableError  no OS sandbox for commands, and --no-sandbox was not given
+    │   └── RunBusyError         another process owns the run
     ├── ModelError               the model endpoint failed us
     │   ├── ModelAuthError       401/403: the key is invalid; never retried
     │   ├── ModelNotFoundError   404 for the model: unknown model name; never retried
@@ -26,6 +28,8 @@ __all__ = [
     "ModelRequestError",
     "ModelUnavailableError",
     "NoApiKeyError",
+    "RunBusyError",
+    "SandboxUnavailableError",
     "ToolError",
 ]
 
@@ -44,6 +48,14 @@ class NoApiKeyError(BadInputError):
             "no API key: set ANTHROPIC_API_KEY, or store one with "
             "`agentray key set` (reads it from stdin); `agentray demo` needs none"
         )
+
+
+class SandboxUnavailableError(BadInputError):
+    """Commands would run unconfined: the person must install a sandbox or pass --no-sandbox."""
+
+
+class RunBusyError(BadInputError):
+    """Another process drives the run."""
 
 
 class ModelError(AgentrayError):

@@ -49,6 +49,8 @@ class RunStarted(Event):
     model: str
     build_command: str | None
     resumed: bool = False
+    sandbox: str = "none"  # SandboxKind value: bubblewrap | seatbelt | none
+    allow_network: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -30,6 +30,8 @@ class RunConfig:
     context_window: int | None = None  # None: from the pricing table
     compact_at: float = 0.75  # fraction of the window that triggers compaction
     tool_output_limit: int = 30_000  # characters of one tool result the model sees
+    sandbox: bool = True  # commands run in the OS sandbox; False only when the person chose so
+    allow_network: bool = False  # sandboxed commands may reach the network
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -15,9 +15,10 @@ from importlib.resources import files
 from pathlib import Path
 
 from agentray import events as ev
-from agentray.errors import BadInputError
+from agentray.errors import BadInputError, SandboxUnavailableError
 from agentray.journal import Journal
 from agentray.model._types import ModelClient, RetryNotice
+from agentray.sandbox import NO_SANDBOX_HINT, Sandbox, detect_sandbox
 
 from ._bus import EventBus
 from ._config import RunConfig
@@ -73,6 +74,10 @@ def validate_config(config: RunConfig) -> RunConfig:
     if config.budget_usd is not None and config.budget_usd <= 0:
         raise BadInputError("--budget must be a positive number of USD")
     check_build_command(config.build_command)
+    if config.sandbox:
+        status = detect_sandbox()
+        if not status.available:
+            raise SandboxUnavailableError(status.problem or NO_SANDBOX_HINT)
     return config.replace(workspace=str(workspace.resolve()))
 
 
@@ -123,9 +128,21 @@ class Engine:
         )
 
     # ---------------------------------------------------------------- commands
+    def _sandbox_for(self, config: RunConfig) -> Sandbox:
+        if not config.sandbox:
+            return Sandbox.unconfined()
+        status = detect_sandbox()
+        if not status.available:
+            raise SandboxUnavailableError(status.problem or NO_SANDBOX_HINT)
+        return Sandbox.for_workspace(
+            status, config.workspace, allow_network=config.allow_network, journal=self.journal.path
+        )
+
     def _make_run(self, run_id: str, config: RunConfig) -> Run:
         window = config.context_window or self._context_window(config.model)
+        sandbox = self._sandbox_for(config)
         run = Run(
+            sandbox=sandbox,
             run_id=run_id,
             config=config,
             journal=self.journal,
@@ -160,14 +177,21 @@ class Engine:
                 workspace=config.workspace,
                 model=config.model,
                 build_command=config.build_command,
+                sandbox=run.sandbox.kind.value,
+                allow_network=config.allow_network or not run.sandbox.confined,
             )
         )
         orchestrator = run.new_agent(role="orchestrator", title="Orchestrator", task=config.goal, parent=None)
         self._launch(run, [(orchestrator, False)])
         return run_id
 
-    async def resume_run(self, run_ref: str) -> str:
-        """Continue an interrupted, stopped or failed run from its journal."""
+    async def resume_run(
+        self, run_ref: str, *, sandbox: bool | None = None, allow_network: bool | None = None
+    ) -> str:
+        """Continue an interrupted, stopped or failed run from its journal.
+
+        ``sandbox`` / ``allow_network`` change the run's command sandbox from here on (journaled).
+        """
         self.journal.mark_interrupted_runs()
         row = self.journal.get_run(run_ref)
         if row is None:
@@ -181,6 +205,16 @@ class Engine:
         config = RunConfig.from_dict(row.config)
         if not Path(config.workspace).is_dir():
             raise BadInputError(f"the workspace of run {row.run_id} is gone: {config.workspace}")
+        changes = {
+            name: value
+            for name, value in (("sandbox", sandbox), ("allow_network", allow_network))
+            if value is not None and value != getattr(config, name)
+        }
+        if changes:
+            config = config.replace(**changes)
+        self._sandbox_for(config)  # refuse before touching anything when no sandbox is available
+        if changes:
+            self.journal.update_run(row.run_id, config=config.to_dict())
         orphans = await reap_orphans(self.journal, row.run_id)
         run = self._make_run(row.run_id, config)
         if orphans:
@@ -224,6 +258,8 @@ class Engine:
                 model=config.model,
                 build_command=config.build_command,
                 resumed=True,
+                sandbox=run.sandbox.kind.value,
+                allow_network=config.allow_network or not run.sandbox.confined,
             )
         )
         self._launch(run, starters)

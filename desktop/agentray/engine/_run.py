@@ -23,6 +23,7 @@ from agentray import events as ev
 from agentray.errors import ModelAuthError, ModelNotFoundError, ToolError
 from agentray.journal import Journal
 from agentray.model._types import ModelClient, Usage
+from agentray.sandbox import Sandbox
 from agentray.tools import ProcessRegistry, Workspace, run_command, truncate_text
 
 from ._config import RunConfig
@@ -77,8 +78,10 @@ class Run:
         guard: SystemGuard,
         prompts: dict[str, str],
         context_window: int,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.run_id = run_id
+        self.sandbox = sandbox or Sandbox.unconfined()
         self.config = config
         self.workspace = Path(config.workspace)
         self.files = Workspace(self.workspace)
@@ -509,6 +512,7 @@ class Run:
             cwd=self.workspace,
             registry=self.processes,
             owner=agent.agent_id,
+            sandbox=self.sandbox,
             timeout_s=self.config.build_timeout_s,
             max_output=8_000,
         )

@@ -299,6 +299,7 @@ async def run_command_tool(run: Run, agent: AgentState, args: dict[str, Any]) ->
         cwd=run.workspace,
         registry=run.processes,
         owner=agent.agent_id,
+        sandbox=run.sandbox,
         timeout_s=timeout,
         max_output=run.config.tool_output_limit,
     )

@@ -27,7 +27,8 @@ from typing import Any
 import psutil
 
 from agentray.errors import ToolError
-from agentray.tools._env import scrubbed_env
+from agentray.sandbox import Sandbox
+from agentray.tools._env import command_env
 from agentray.tools._truncate import split_limit, truncation_note
 
 __all__ = ["MAX_TIMEOUT_S", "CommandResult", "ProcessRegistry", "run_command"]
@@ -80,33 +81,59 @@ def _is_gone(proc: psutil.Process) -> bool:
         return False
 
 
-def _collect_tree(root_pid: int, create_time: float | None) -> list[psutil.Process]:
-    """The root (if it is still ours), its descendants, and everything left in its session."""
-    me = os.getpid()
-    found: dict[int, psutil.Process] = {}
-    try:
-        root = psutil.Process(root_pid)
-        if create_time is not None and abs(root.create_time() - create_time) > 0.01:
-            # The pid was reused by an unrelated process: ours and its session are gone
-            # (the kernel does not hand out a pid still used as a session or group id).
-            return []
-        found[root_pid] = root
-        for child in root.children(recursive=True):
-            found[child.pid] = child
-    except psutil.NoSuchProcess:
-        pass
-    except psutil.Error:
-        return []
-    for proc in psutil.process_iter():
-        if proc.pid in found or proc.pid == me:
-            continue
+def _snapshot() -> tuple[dict[int, list[int]], dict[int, list[int]]]:
+    """One pass over every process: children by parent pid, members by session id."""
+    children: dict[int, list[int]] = {}
+    sessions: dict[int, list[int]] = {}
+    for proc in psutil.process_iter(["ppid"]):
+        ppid = proc.info.get("ppid")
+        if ppid is not None:
+            children.setdefault(ppid, []).append(proc.pid)
         try:
-            if os.getsid(proc.pid) == root_pid:
-                found[proc.pid] = proc
+            sessions.setdefault(os.getsid(proc.pid), []).append(proc.pid)
         except OSError:
             continue
-    found.pop(me, None)
-    return [p for p in found.values() if not _is_gone(p)]
+    return children, sessions
+
+
+def _collect_trees(roots: list[tuple[int, float | None]]) -> dict[int, list[psutil.Process]]:
+    """Per root: the root (if it is still ours), its descendants, and everything left in its session.
+
+    One pass over the process table for all roots, so killing 60 trees costs one scan, not 60.
+    """
+    me = os.getpid()
+    children, sessions = _snapshot()
+    trees: dict[int, list[psutil.Process]] = {}
+    for root_pid, create_time in roots:
+        pids: set[int] = set()
+        try:
+            root = psutil.Process(root_pid)
+            if create_time is not None and abs(root.create_time() - create_time) > 0.01:
+                # The pid was reused by an unrelated process: ours and its session are gone
+                # (the kernel does not hand out a pid still used as a session or group id).
+                trees[root_pid] = []
+                continue
+            stack = [root_pid]
+            while stack:
+                pid = stack.pop()
+                if pid not in pids:
+                    pids.add(pid)
+                    stack.extend(children.get(pid, ()))
+        except psutil.NoSuchProcess:
+            pass
+        except psutil.Error:
+            trees[root_pid] = []
+            continue
+        pids.update(sessions.get(root_pid, ()))
+        pids.discard(me)
+        procs = []
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                proc = psutil.Process(pid)
+                if not _is_gone(proc):
+                    procs.append(proc)
+        trees[root_pid] = procs
+    return trees
 
 
 def _signal_all(root_pid: int, procs: list[psutil.Process], sig: signal.Signals) -> None:
@@ -128,16 +155,25 @@ def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Proce
     return alive
 
 
-def _kill_tree_sync(root_pid: int, create_time: float | None, grace_s: float) -> int:
-    procs = _collect_tree(root_pid, create_time)
-    if not procs:
+def _kill_trees_sync(roots: list[tuple[int, float | None]], grace_s: float) -> int:
+    """SIGTERM every tree at once, one shared grace period, then SIGKILL what is left.
+
+    A bubblewrap sandbox dies whole with its first process (its PID namespace goes with it), so
+    there the grace period ends as soon as the outer ``bwrap`` has gone.
+    """
+    trees = _collect_trees(roots)
+    everything = [proc for procs in trees.values() for proc in procs]
+    if not everything:
         return 0
-    _signal_all(root_pid, procs, signal.SIGTERM)
-    survivors = _wait_gone(procs, grace_s)
+    for root_pid, procs in trees.items():
+        _signal_all(root_pid, procs, signal.SIGTERM)
+    survivors = _wait_gone(everything, grace_s)
     if survivors:
-        _signal_all(root_pid, survivors, signal.SIGKILL)
+        alive = {proc.pid for proc in survivors}
+        for root_pid, procs in trees.items():
+            _signal_all(root_pid, [p for p in procs if p.pid in alive], signal.SIGKILL)
         _wait_gone(survivors, 1.0)
-    return len(procs)
+    return len(everything)
 
 
 class ProcessRegistry:
@@ -176,11 +212,7 @@ class ProcessRegistry:
         return await self._kill(pid, grace_s, mark=True)
 
     async def _kill(self, pid: int, grace_s: float, *, mark: bool) -> int:
-        with self._lock:
-            created = self._created.get(pid)
-            if mark and pid in self._owners:
-                self._killed.add(pid)
-        return await asyncio.to_thread(_kill_tree_sync, pid, created, grace_s)
+        return await self._kill_many([pid], grace_s, mark=mark)
 
     async def kill_owner(self, owner: str, grace_s: float = 2.0) -> int:
         return await self._kill_many(self.pids(owner), grace_s)
@@ -188,10 +220,15 @@ class ProcessRegistry:
     async def kill_all(self, grace_s: float = 2.0) -> int:
         return await self._kill_many(self.pids(), grace_s)
 
-    async def _kill_many(self, pids: list[int], grace_s: float) -> int:
-        # Concurrently, so N trees cost one grace period, not N.
-        counts = await asyncio.gather(*(self.kill_tree(pid, grace_s) for pid in pids))
-        return sum(counts)
+    async def _kill_many(self, pids: list[int], grace_s: float, *, mark: bool = True) -> int:
+        if not pids:
+            return 0
+        with self._lock:
+            roots = [(pid, self._created.get(pid)) for pid in pids]
+            if mark:
+                self._killed.update(pid for pid in pids if pid in self._owners)
+        # One thread for every tree: N trees cost one grace period and never queue in the pool.
+        return await asyncio.to_thread(_kill_trees_sync, roots, grace_s)
 
 
 # --------------------------------------------------------------------------------- run_command
@@ -312,12 +349,15 @@ async def run_command(
     timeout_s: float = 120.0,
     max_output: int = 30_000,
     env: Mapping[str, str] | None = None,
+    sandbox: Sandbox | None = None,
 ) -> CommandResult:
-    """Run ``command`` with ``sh`` in ``cwd``; output is stdout+stderr, head and tail kept.
+    """Run ``command`` with ``sh`` in ``cwd`` (inside ``sandbox`` when given); output is
+    stdout+stderr, head and tail kept.
 
     Background processes still running when the command ends are killed with it: a command's
     process tree never outlives the call.
     """
+    sandbox = sandbox or Sandbox.unconfined()
     if not isinstance(command, str):
         raise ToolError("command must be a string")
     if not command.strip():
@@ -331,16 +371,19 @@ async def run_command(
     loop = asyncio.get_running_loop()
     out = _BoundedOutput(max_output)
     started = time.monotonic()
+    if env is None:
+        allow_network = sandbox.policy.allow_network if sandbox.policy else True
+        env = command_env(allow_network=allow_network, sandbox=sandbox.kind.value)
     spawn = asyncio.ensure_future(
-        loop.subprocess_shell(
+        loop.subprocess_exec(
             lambda: _CommandProtocol(out, loop),
-            command,
+            *sandbox.argv(command),
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env=dict(scrubbed_env() if env is None else env),
+            env=dict(env),
         )
     )
     try:
@@ -366,8 +409,9 @@ async def run_command(
             timed_out = True
             await registry._kill(pid, 2.0, mark=False)
             await _wait_future(protocol.exited, 5.0)
-        else:
+        elif not sandbox.own_pid_namespace:
             # The shell has ended; anything still in its session was started in the background.
+            # (A bubblewrap sandbox has ended them already: its PID namespace died with the shell.)
             leftovers = await registry._kill(pid, _LEFTOVER_GRACE_S, mark=False)
         # Drain what is left in the pipe; something that escaped (setsid) may hold it open.
         await _wait_future(protocol.closed, _DRAIN_S)

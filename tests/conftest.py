@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import pytest
 
 from agentray import events as ev
+from agentray import keys
 from agentray.engine import Engine, RunConfig, RunOutcome, SystemGuard
 from agentray.journal import Journal
 from agentray.model import RateLimitGate
@@ -30,6 +31,8 @@ E = TypeVar("E", bound=ev.Event)
 def _private_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Anything that opens the default journal lands in the test's temp dir.
     monkeypatch.setenv("AGENTRAY_JOURNAL", str(tmp_path / "default-journal.sqlite3"))
+    # cli.main() takes ANTHROPIC_API_KEY out of the environment into keys; start each test clean
+    monkeypatch.setattr(keys, "_taken_from_env", None)
 
 
 @pytest.fixture

@@ -77,6 +77,18 @@ def _add_run_flags(parser: argparse.ArgumentParser, *, demo: bool = False) -> No
         + ("(default elsewhere: deny for the demo)" if demo else "(default elsewhere)"),
     )
     parser.add_argument("--json", action="store_true", help="print JSON-lines events instead of progress")
+    _add_sandbox_flags(parser)
+
+
+def _add_sandbox_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-network", action="store_true", default=None,
+        help="let agents' commands reach the network (default: no network, not even localhost)",
+    )
+    parser.add_argument(
+        "--no-sandbox", dest="sandbox", action="store_false", default=None,
+        help="run agents' commands unconfined, with your full authority (only where no sandbox exists)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,11 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--base-url")
     resume.add_argument("--on-escalation", choices=("ask", "deny", "fail"))
     resume.add_argument("--json", action="store_true")
+    _add_sandbox_flags(resume)
 
     stop = sub.add_parser("stop", help="stop a run (from any process)")
     target = stop.add_mutually_exclusive_group(required=True)
     target.add_argument("run", nargs="?", help="run id (or a unique prefix)")
     target.add_argument("--all", action="store_true", help="every running run")
+
+    sub.add_parser("doctor", help="check the sandbox, keyring, notifications, display and key")
 
     key = sub.add_parser("key", help="the API key in the OS keyring")
     key.add_argument("action", choices=("set", "status", "delete"))
@@ -147,6 +162,8 @@ def _config_from(args: argparse.Namespace, goal: str, workspace: str, build: str
         ("max_concurrent", "max_concurrent"),
         ("max_depth", "max_depth"),
         ("budget", "budget_usd"),
+        ("sandbox", "sandbox"),
+        ("allow_network", "allow_network"),
     ):
         value = getattr(args, flag, None)
         if value is not None:
@@ -258,6 +275,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from agentray.demo import DemoSession
     from agentray.engine import validate_config
     from agentray.runtime import build_engine
+    from agentray.sandbox import detect_sandbox
 
     if args.base_url:
         sys.stderr.write("agentray: the demo always uses its offline simulator; --base-url is ignored\n")
@@ -265,11 +283,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     policy = _policy(args.on_escalation, demo=True)
     try:
         base = session.config()
-        config = validate_config(
-            _config_from(args, base.goal, base.workspace, args.build or base.build_command).replace(
-                model=args.model or base.model, budget_usd=args.budget or base.budget_usd
-            )
+        config = _config_from(args, base.goal, base.workspace, args.build or base.build_command).replace(
+            model=args.model or base.model, budget_usd=args.budget or base.budget_usd
         )
+        if config.sandbox and args.sandbox is None and not detect_sandbox().available:
+            # the demo's commands are its own script, not a model's: it may run without a sandbox
+            sys.stderr.write(f"agentray: the demo runs without a command sandbox ({detect_sandbox().problem})\n")
+            config = config.replace(sandbox=False)
+        config = validate_config(config)
 
         async def go() -> int:
             engine = build_engine(api_key=session.api_key, base_url=session.base_url, journal=_journal())
@@ -315,7 +336,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
         async def go() -> int:
             engine = build_engine(api_key=key, base_url=base_url, journal=journal)
-            return await _drive(engine, lambda: engine.resume_run(row.run_id), policy=policy, json_lines=args.json)
+            return await _drive(
+                engine,
+                lambda: engine.resume_run(row.run_id, sandbox=args.sandbox, allow_network=args.allow_network),
+                policy=policy,
+                json_lines=args.json,
+            )
 
         return asyncio.run(go())
     finally:
@@ -387,6 +413,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"workspace: {row.workspace}")
     if row.config.get("build_command"):
         print(f"build:     {row.config['build_command']}")
+    print(f"sandbox:   {_sandbox_words(row.config)}")
     print(
         f"usage:     {usage.get('calls', 0)} calls, {usage.get('input_tokens', 0)} in / "
         f"{usage.get('output_tokens', 0)} out / {usage.get('cache_read_tokens', 0)} cache read / "
@@ -417,6 +444,12 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(f"  {esc.escalation_id} {esc.agent_id} ({esc.kind}) {esc.question} — {state}")
     print(f"\nprogress files: {Path(row.workspace) / 'agent-responses'}")
     return EXIT_OK
+
+
+def _sandbox_words(config: dict[str, Any]) -> str:
+    if not config.get("sandbox", True):
+        return "none: commands ran unconfined (--no-sandbox)"
+    return "on, network allowed (--allow-network)" if config.get("allow_network") else "on, no network"
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -472,6 +505,12 @@ def cmd_key(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from agentray.doctor import doctor_main
+
+    return doctor_main()
+
+
 def cmd_tray(args: argparse.Namespace) -> int:
     _require_display()
     from agentray.ui.app import run_tray
@@ -487,11 +526,15 @@ COMMANDS = {
     "show": cmd_show,
     "stop": cmd_stop,
     "key": cmd_key,
+    "doctor": cmd_doctor,
     "tray": cmd_tray,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
+    from agentray.keys import hide_env_key
+
+    hide_env_key()  # no child process, and no /proc reader, sees the key from here on
     args = build_parser().parse_args(argv)
     command = COMMANDS.get(args.command or "tray", cmd_tray)
     try:

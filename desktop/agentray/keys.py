@@ -6,7 +6,9 @@ count as usable: then only the environment variable is used.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from dataclasses import dataclass
 
 __all__ = [
@@ -14,6 +16,7 @@ __all__ = [
     "KEYRING_USERNAME",
     "KeyStatus",
     "delete_key",
+    "hide_env_key",
     "key_status",
     "keyring_problem",
     "resolve_api_key",
@@ -66,9 +69,54 @@ def _keyring_get() -> str | None:
         return None
 
 
+# The key ANTHROPIC_API_KEY held when hide_env_key() took it out of the process environment.
+_taken_from_env: str | None = None
+
+
+def _scrub_initial_environ(name: str) -> None:
+    """Overwrite ``name``'s value in the environment block the process started with.
+
+    ``/proc/<pid>/environ`` shows that block, not the live environment, so removing the variable
+    is not enough: anything running as the same user could still read the key there.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    with open("/proc/self/stat", "rb") as handle:
+        fields = handle.read().rsplit(b")", 1)[1].split()
+    env_start, env_end = int(fields[47]), int(fields[48])  # fields 50 and 51 of proc(5)
+    with open("/proc/self/environ", "rb") as handle:
+        block = handle.read()
+    if env_end - env_start < len(block):
+        return
+    prefix = name.encode() + b"="
+    offset = 0
+    for entry in block.split(b"\0"):
+        if entry.startswith(prefix):
+            value_at = env_start + offset + len(prefix)
+            ctypes.memset(value_at, 0, len(entry) - len(prefix))
+        offset += len(entry) + 1
+
+
+def hide_env_key() -> None:
+    """Take ANTHROPIC_API_KEY out of this process's environment, keeping it for resolve_api_key().
+
+    Called once by the CLI and the tray before any run starts: then no child process inherits it
+    and ``/proc/<pid>/environ`` of Agentray no longer shows it.
+    """
+    global _taken_from_env
+    value = os.environ.pop(ENV_VAR, "").strip()
+    if not value:
+        return
+    _taken_from_env = value
+    with contextlib.suppress(Exception):  # best effort: the variable is gone from os.environ anyway
+        _scrub_initial_environ(ENV_VAR)
+
+
 def resolve_api_key() -> tuple[str | None, str | None]:
     """(key, source): the environment wins over the keyring."""
-    value = os.environ.get(ENV_VAR, "").strip()
+    value = os.environ.get(ENV_VAR, "").strip() or _taken_from_env
     if value:
         return value, "environment"
     stored = _keyring_get()

@@ -336,6 +336,7 @@ def _restore_agent(run: Run, row: object) -> AgentState:
         task=row.task,
         status=row.status,
     )
+    run.watch_progress(progress)
     from agentray.model._types import Usage
 
     return AgentState(

@@ -154,6 +154,17 @@ class Run:
         )
         self.changes.notify()
 
+    def watch_progress(self, progress: ProgressFile) -> None:
+        progress.on_write_error = self._progress_write_failed
+
+    def _progress_write_failed(self, progress: ProgressFile, message: str) -> None:
+        self.notice(
+            f"cannot write {progress.relative_path}: {message}; the agent goes on and the journal "
+            "keeps its progress",
+            level="warning",
+            agent_id=progress.agent_id,
+        )
+
     def progress(self, agent: AgentState, kind: str, note: str) -> None:
         agent.progress.add(kind, note)
         self.publish(ev.AgentProgress(run_id=self.run_id, agent_id=agent.agent_id, kind=kind, note=note))
@@ -231,6 +242,7 @@ class Run:
             role=role,
             task=task,
         )
+        self.watch_progress(progress)
         agent = AgentState(
             agent_id=agent_id,
             run_id=self.run_id,

@@ -310,6 +310,8 @@ async def run_command_tool(run: Run, agent: AgentState, args: dict[str, Any]) ->
 
 async def report_progress(run: Run, agent: AgentState, args: dict[str, Any]) -> dict[str, Any]:
     run.progress(agent, "UPDATE", args["note"])
+    if agent.progress.write_error:
+        raise ToolError(f"the note is in the journal, but {agent.progress.write_error}")
     return {"ok": True, "progress_file": agent.progress.relative_path}
 
 

@@ -1,9 +1,25 @@
-"""First start without a key: set one, or try the offline demo."""
+"""First start without a key: set one, or try the offline demo. It also shows what
+`agentray doctor` finds (sandbox, keyring, notifications, display, key), checked off the GUI
+thread."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QDialog, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+import html
+import threading
+from collections.abc import Sequence
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from agentray.doctor import Check, format_check, run_checks
 
 from .icons import app_icon, render_pixmap
 
@@ -19,13 +35,35 @@ WELCOME_TEXT = (
 )
 
 
+_MARK_COLORS = {"ok": "#2e7d32", "warn": "#b26a00", "✗": "#c62828"}
+POLL_MS = 50
+
+
+def checks_html(checks: Sequence[Check]) -> str:
+    rows = []
+    for check in checks:
+        color = _MARK_COLORS.get(check.mark, "#000000")
+        rows.append(
+            f"<tr><td>{html.escape(check.name)}&nbsp;&nbsp;</td>"
+            f"<td style='color:{color}'><b>{html.escape(check.mark)}</b>&nbsp;&nbsp;</td>"
+            f"<td>{html.escape(check.text)}</td></tr>"
+        )
+    return "<table>" + "".join(rows) + "</table>"
+
+
 class WelcomeDialog(QDialog):
-    """Non-modal: shown with show(); the buttons emit and close."""
+    """Non-modal: shown with show(); the buttons emit and close.
+
+    ``checks``: what to show under "This computer"; by default ``run_checks()`` runs in a
+    background thread and ``checked`` is emitted once its answer is shown."""
 
     set_key_requested = Signal()
     demo_requested = Signal()
+    checked = Signal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, parent: QWidget | None = None, *, checks: Sequence[Check] | None = None
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Welcome to Agentray")
         self.setWindowIcon(app_icon())
@@ -50,9 +88,48 @@ class WelcomeDialog(QDialog):
         buttons.addStretch(1)
         buttons.addWidget(self.demo_button)
         buttons.addWidget(self.key_button)
+        self.checks: list[Check] = []
+        self.facts = QLabel("Checking this computer…")
+        self.facts.setTextFormat(Qt.TextFormat.RichText)
+        self.facts.setWordWrap(True)
+        self.facts.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        facts_box = QGroupBox("This computer")
+        facts_layout = QVBoxLayout(facts_box)
+        facts_layout.addWidget(self.facts)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addWidget(facts_box)
         layout.addLayout(buttons)
+        self._poll: QTimer | None = None
+        if checks is not None:
+            self.show_checks(checks)
+        else:
+            self._start_checks()
+
+    def _start_checks(self) -> None:
+        # run_checks() can take a moment (it starts bwrap, asks D-Bus and the keyring): not on
+        # the GUI thread. The result is picked up by a timer, so no Qt object crosses threads.
+        answer: list[list[Check]] = []
+        threading.Thread(
+            target=lambda: answer.append(run_checks()), name="agentray-welcome-checks", daemon=True
+        ).start()
+        self._poll = QTimer(self)
+        self._poll.setInterval(POLL_MS)
+        self._poll.timeout.connect(lambda: self._pick_up(answer))
+        self._poll.start()
+
+    def _pick_up(self, answer: list[list[Check]]) -> None:
+        if not answer:
+            return
+        if self._poll is not None:
+            self._poll.stop()
+        self.show_checks(answer[0])
+
+    def show_checks(self, checks: Sequence[Check]) -> None:
+        self.checks = list(checks)
+        self.facts.setText(checks_html(self.checks))
+        self.facts.setToolTip("\n".join(format_check(check) for check in self.checks))
+        self.checked.emit()
 
     def _on_key(self) -> None:
         self.accept()

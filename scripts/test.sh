@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
-SYSTEM_PACKAGES=(xvfb xauth dbus dbus-x11 gnome-keyring desktop-file-utils appstream
+SYSTEM_PACKAGES=(bubblewrap git python3-venv xvfb xauth dbus dbus-x11 gnome-keyring desktop-file-utils appstream
                  libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0
                  libxcb-xinerama0 libxcb-randr0 libxcb-render-util0 libxcb-image0 libegl1 libgl1 libfontconfig1 libdbus-1-3)
 
@@ -31,6 +31,12 @@ fi
 
 .venv/bin/ruff check desktop tests scripts
 .venv/bin/mypy
+
+# The sandbox attacks once more as an ordinary user (root hides permission failures). That user
+# cannot reach root's interpreter or this checkout, so it gets a copy and a venv of its own.
+if [ "$(id -u)" -eq 0 ] && command -v runuser >/dev/null 2>&1 && [ -z "${AGENTRAY_SKIP_NONROOT:-}" ]; then
+  scripts/nonroot-sandbox-tests.sh
+fi
 
 # A private D-Bus session with an unlocked gnome-keyring (Secret Service) and a virtual X server.
 exec xvfb-run -a -s "-screen 0 1280x800x24" dbus-run-session -- bash -c '

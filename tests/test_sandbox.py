@@ -98,7 +98,14 @@ async def _until(predicate: Any, timeout: float = 5.0) -> bool:
 
 
 def _no_sleepers(token: str) -> bool:
-    return not [p for p in _with_marker(token) if p.status() != psutil.STATUS_ZOMBIE]
+    alive = []
+    for proc in _with_marker(token):
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(proc)
+        except psutil.NoSuchProcess:
+            continue
+    return not alive
 
 
 # ------------------------------------------------------------------------------- secrets
@@ -333,8 +340,10 @@ async def test_stop_all_ends_sandboxed_daemons_that_ignore_sigterm(
     assert time.monotonic() - stopped_at < 3.0
 
 
-def test_killing_the_engine_ends_every_sandboxed_process(tmp_path: Path, workspace: Path) -> None:
-    """kill -9 of the agentray process: --die-with-parent takes the whole sandbox with it."""
+@pytest.mark.parametrize("moment", ["while bwrap sets up", "while the command runs"])
+def test_killing_the_engine_ends_every_sandboxed_process(tmp_path: Path, workspace: Path, moment: str) -> None:
+    """kill -9 of the agentray process ends the whole sandbox, even in bwrap's first milliseconds
+    (before --die-with-parent is armed: the lifeline pipe covers that)."""
     token = f"{secrets.randbelow(9000) + 1000}"
     command = f"setsid sh -c 'trap \"\" TERM; sleep {token}.1' & trap '' TERM; sleep {token}.2"
     with Simulator(_attack_policy(command, Recorder()), api_keys={API_KEY}) as sim:
@@ -346,10 +355,13 @@ def test_killing_the_engine_ends_every_sandboxed_process(tmp_path: Path, workspa
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
         )
         try:
+            ready = (lambda: _with_marker(token)) if moment.startswith("while bwrap") else (
+                lambda: [p for p in _with_marker(token) if p.cmdline()[:1] == ["sleep"]][1:]
+            )
             deadline = time.monotonic() + 20
-            while len(_with_marker(token)) < 2:
+            while not ready():
                 assert cli.poll() is None and time.monotonic() < deadline, "the command never started"
-                time.sleep(0.02)
+                time.sleep(0.005)
             # the key is gone from the engine's own environment once read
             environ = Path(f"/proc/{cli.pid}/environ").read_bytes()
             assert API_KEY.encode() not in environ

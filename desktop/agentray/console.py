@@ -104,6 +104,11 @@ class Reporter:
             self.line(f"run {event.run_id} {verb} in {event.workspace} ({event.model})", "bold")
             if event.build_command:
                 self.line(f"build: {event.build_command}", "dim")
+            if event.sandbox == "none":
+                self.line("no sandbox: agents' commands run with your full authority", "yellow")
+            else:
+                network = "network allowed" if event.allow_network else "no network"
+                self.line(f"sandbox: {event.sandbox}, {network}", "dim")
         elif isinstance(event, ev.AgentSpawned):
             self.titles[event.agent_id] = event.title
             self.roles[event.agent_id] = event.role

@@ -143,10 +143,12 @@ class Sandbox:
         """Ending the sandbox's first process ends every process in it (bubblewrap)."""
         return self.kind is SandboxKind.BUBBLEWRAP
 
-    def argv(self, command: str) -> list[str]:
+    def argv(self, command: str, lifeline_fd: int | None = None) -> list[str]:
+        """The command line; ``lifeline_fd`` (bubblewrap): a pipe's read end whose write end only
+        the engine holds, so the sandbox ends when the engine does (see ``lifeline_script``)."""
         if self.kind is SandboxKind.BUBBLEWRAP:
             assert self.policy is not None and self.program is not None
-            return bwrap_argv(self.program, self.policy, command, SHELL)
+            return bwrap_argv(self.program, self.policy, command, SHELL, lifeline_fd)
         if self.kind is SandboxKind.SEATBELT:
             assert self.policy is not None
             return seatbelt_argv(self.policy, command, SHELL)

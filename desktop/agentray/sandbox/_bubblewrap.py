@@ -24,7 +24,20 @@ def _hide(path: Path) -> list[str]:
     return ["--ro-bind", "/dev/null", str(path)]
 
 
-def bwrap_argv(bwrap: str, policy: SandboxPolicy, command: str, shell: str = "/bin/sh") -> list[str]:
+def lifeline_script(fd: int, shell: str) -> str:
+    """Run ``$0`` after starting a watcher that ends the sandbox when the engine's pipe closes.
+
+    ``--die-with-parent`` misses an engine that dies while bwrap is still setting up (the parent
+    death signal is armed only then); the pipe's write end lives in the engine, so its death is an
+    end-of-file here, however early: the watcher kills every process of the PID namespace.
+    """
+    # (/proc/self/fd reopens the pipe: POSIX shells only name descriptors 0-9 in redirections)
+    return f'{{ read _ < /proc/self/fd/{fd}; kill -KILL -1; }} & exec {shell} -c "$0"'
+
+
+def bwrap_argv(
+    bwrap: str, policy: SandboxPolicy, command: str, shell: str = "/bin/sh", lifeline_fd: int | None = None
+) -> list[str]:
     workspace = policy.workspace
     argv = [
         bwrap,
@@ -55,5 +68,7 @@ def bwrap_argv(bwrap: str, policy: SandboxPolicy, command: str, shell: str = "/b
     for path in inside:
         if path.exists():
             argv += _hide(path)
-    argv += ["--chdir", str(workspace), "--", shell, "-c", command]
-    return argv
+    argv += ["--chdir", str(workspace), "--"]
+    if lifeline_fd is None:
+        return [*argv, shell, "-c", command]
+    return [*argv, shell, "-c", lifeline_script(lifeline_fd, shell), command]

@@ -374,18 +374,41 @@ async def run_command(
     if env is None:
         allow_network = sandbox.policy.allow_network if sandbox.policy else True
         env = command_env(allow_network=allow_network, sandbox=sandbox.kind.value)
+    # The sandbox's lifeline: only this process holds the write end (see Sandbox.argv).
+    lifeline = os.pipe() if sandbox.own_pid_namespace else None
     spawn = asyncio.ensure_future(
         loop.subprocess_exec(
             lambda: _CommandProtocol(out, loop),
-            *sandbox.argv(command),
+            *sandbox.argv(command, lifeline[0] if lifeline else None),
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env=dict(env),
+            pass_fds=(lifeline[0],) if lifeline else (),
         )
     )
+    try:
+        return await _supervise(spawn, cwd=cwd, registry=registry, owner=owner, timeout=timeout,
+                                out=out, started=started, sandbox=sandbox)
+    finally:
+        if lifeline:
+            os.close(lifeline[0])
+            os.close(lifeline[1])
+
+
+async def _supervise(
+    spawn: asyncio.Future[tuple[asyncio.SubprocessTransport, _CommandProtocol]],
+    *,
+    cwd: Path,
+    registry: ProcessRegistry,
+    owner: str,
+    timeout: float,
+    out: _BoundedOutput,
+    started: float,
+    sandbox: Sandbox,
+) -> CommandResult:
     try:
         # Shielded: a cancellation during the spawn must not lose a child that already exists.
         transport, protocol = await asyncio.shield(spawn)

@@ -9,6 +9,10 @@ the engine's GIL). Prints a table; figures are medians of several repeats.
 2. await latency: from a worker's "done" to the orchestrator's await_agents returning.
 3. concurrency: N agents in parallel (max_concurrent = N), each making K turns with 200 ms of
    simulated latency: wall time against the ideal, peak requests in flight, CPU and memory.
+4. sandbox: start-up cost of one command under bubblewrap against the same command unconfined,
+   and Stop all with N running commands that ignore SIGTERM (each with a setsid daemon).
+
+    python scripts/bench.py --only sandbox   # just the sandbox figures
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from agentray.engine import RunConfig
 from agentray.journal import Journal
 from agentray.model import AnthropicModelClient, ModelRequest, RateLimitGate
 from agentray.runtime import build_engine
+from agentray.sandbox import Sandbox, detect_sandbox
 from agentray.simulator import Reply, Rule, ScriptedPolicy, SimRequest, Simulator, text, tool_use
 
 KEY = "sk-ant-bench-000000000000"
@@ -264,11 +269,84 @@ async def bench_concurrency(n: int, k: int, latency_s: float) -> dict[str, float
     }
 
 
+# ---------------------------------------------------------------------------- sandbox
+def _sandboxes(workspace: Path) -> dict[str, Sandbox]:
+    status = detect_sandbox()
+    boxes = {"unconfined": Sandbox.unconfined()}
+    if status.available:
+        boxes["bubblewrap, no network"] = Sandbox.for_workspace(status, workspace)
+        boxes["bubblewrap, network"] = Sandbox.for_workspace(status, workspace, allow_network=True)
+    return boxes
+
+
+async def bench_sandbox_startup(repeats: int, count: int = 40) -> dict[str, float]:
+    """Median wall time of `true` through run_command, per sandbox kind (ms)."""
+    from agentray.tools import ProcessRegistry, run_command
+
+    registry = ProcessRegistry()
+    medians: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, box in _sandboxes(Path(tmp)).items():
+            runs: list[float] = []
+            for _ in range(repeats):
+                times = []
+                for _ in range(count):
+                    started = time.perf_counter()
+                    await run_command("true", cwd=Path(tmp), registry=registry, owner="b", sandbox=box)
+                    times.append(time.perf_counter() - started)
+                runs.append(statistics.median(times))
+            medians[name] = statistics.median(runs) * 1000
+    return medians
+
+
+def _marked(token: str) -> int:
+    count = 0
+    for proc in psutil.process_iter(["cmdline"]):
+        if any(token in part for part in proc.info.get("cmdline") or []):
+            count += 1
+    return count
+
+
+async def bench_stop_all(commands: int, repeats: int) -> dict[str, float]:
+    """Stop all as the engine does it (cancel every command, kill every tree): seconds until no
+    process of any command is left. Every command ignores SIGTERM and leaves a setsid daemon."""
+    from agentray.tools import ProcessRegistry, run_command
+
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, box in _sandboxes(Path(tmp)).items():
+            if name == "bubblewrap, network":
+                continue
+            times = []
+            for rep in range(repeats):
+                token = f"77{rep}{len(name)}.{commands}"
+                command = (f"setsid sh -c 'trap \"\" TERM; sleep {token}' & "
+                           f"trap '' TERM; sleep {token}")
+                registry = ProcessRegistry()
+                tasks = [
+                    asyncio.ensure_future(run_command(command, cwd=Path(tmp), registry=registry,
+                                                      owner=f"a{i}", sandbox=box, timeout_s=600))
+                    for i in range(commands)
+                ]
+                while _marked(token) < 2 * commands or len(registry.pids()) < commands:
+                    await asyncio.sleep(0.05)
+                started = time.perf_counter()
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(registry.kill_all(), *tasks, return_exceptions=True)
+                while _marked(token):
+                    await asyncio.sleep(0.01)
+                times.append(time.perf_counter() - started)
+            results[name] = statistics.median(times)
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", choices=("engine", "sandbox"), help="run one group of benchmarks")
     args = parser.parse_args()
     repeats = 2 if args.quick else 5
 
@@ -276,6 +354,26 @@ def main() -> int:
         print(
             f"# Agentray engine benchmarks ({psutil.cpu_count()} cores, Python {sys.version.split()[0]})\n"
         )
+        if args.only != "engine":
+            await sandbox_tables()
+        if args.only != "sandbox":
+            await engine_tables()
+
+    async def sandbox_tables() -> None:
+        startup = await bench_sandbox_startup(repeats)
+        base = startup["unconfined"]
+        print(f"| one command (`true`) through run_command, median of {repeats} x 40 | ms | overhead ms |")
+        print("|---|---:|---:|")
+        for name, ms in startup.items():
+            print(f"| {name} | {ms:.1f} | {ms - base:+.1f} |")
+        print("\n| Stop all, commands ignoring SIGTERM with a setsid daemon each | commands | seconds (median) |")
+        print("|---|---:|---:|")
+        for count in (20, 60):
+            for name, seconds in (await bench_stop_all(count, 3 if not args.quick else 1)).items():
+                print(f"| {name} | {count} | {seconds:.2f} |")
+        print()
+
+    async def engine_tables() -> None:
         overhead = await bench_turn_overhead(repeats, latency_s=0.05)
         print(f"| per agent turn (median of {repeats} runs x 40 turns) | ms |")
         print("|---|---:|")

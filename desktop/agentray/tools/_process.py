@@ -20,7 +20,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -146,34 +146,61 @@ def _signal_all(root_pid: int, procs: list[psutil.Process], sig: signal.Signals)
             proc.send_signal(sig)
 
 
-def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+def _still_alive(procs: list[psutil.Process]) -> list[psutil.Process]:
+    return [p for p in procs if not _is_gone(p)]
+
+
+async def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Poll until every process is gone; a worker thread only for each short check, so a long
+    grace period never holds a thread of the default pool."""
     deadline = time.monotonic() + timeout
-    alive = [p for p in procs if not _is_gone(p)]
+    alive = await asyncio.to_thread(_still_alive, procs)
     while alive and time.monotonic() < deadline:
-        time.sleep(_POLL_S)
-        alive = [p for p in alive if not _is_gone(p)]
+        await asyncio.sleep(_POLL_S)
+        alive = await asyncio.to_thread(_still_alive, alive)
     return alive
 
 
-def _kill_trees_sync(roots: list[tuple[int, float | None]], grace_s: float) -> int:
+def _collect_and_terminate(roots: list[tuple[int, float | None]]) -> dict[int, list[psutil.Process]]:
+    trees = _collect_trees(roots)
+    for root_pid, procs in trees.items():
+        if procs:
+            _signal_all(root_pid, procs, signal.SIGTERM)
+    return trees
+
+
+def _kill_survivors(trees: dict[int, list[psutil.Process]], alive: set[int]) -> None:
+    for root_pid, procs in trees.items():
+        doomed = [p for p in procs if p.pid in alive]
+        if doomed:
+            _signal_all(root_pid, doomed, signal.SIGKILL)
+
+
+async def _kill_trees(roots: list[tuple[int, float | None]], grace_s: float) -> dict[int, int]:
     """SIGTERM every tree at once, one shared grace period, then SIGKILL what is left.
 
     A bubblewrap sandbox dies whole with its first process (its PID namespace goes with it), so
     there the grace period ends as soon as the outer ``bwrap`` has gone.
     """
-    trees = _collect_trees(roots)
+    trees = await asyncio.to_thread(_collect_and_terminate, roots)
     everything = [proc for procs in trees.values() for proc in procs]
-    if not everything:
-        return 0
-    for root_pid, procs in trees.items():
-        _signal_all(root_pid, procs, signal.SIGTERM)
-    survivors = _wait_gone(everything, grace_s)
-    if survivors:
-        alive = {proc.pid for proc in survivors}
-        for root_pid, procs in trees.items():
-            _signal_all(root_pid, [p for p in procs if p.pid in alive], signal.SIGKILL)
-        _wait_gone(survivors, 1.0)
-    return len(everything)
+    if everything:
+        survivors = await _wait_gone(everything, grace_s)
+        if survivors:
+            await asyncio.to_thread(_kill_survivors, trees, {p.pid for p in survivors})
+            await _wait_gone(survivors, 1.0)
+    return {root: len(procs) for root, procs in trees.items()}
+
+
+@dataclass
+class _KillBatch:
+    """Kill requests made in the same moment (Stop all cancels every command at once), served by
+    one scan of the process table and one grace period."""
+
+    future: asyncio.Future[dict[int, int]]
+    roots: dict[int, float | None] = field(default_factory=dict)
+    grace_s: float = math.inf
+    started: bool = False
 
 
 class ProcessRegistry:
@@ -184,6 +211,7 @@ class ProcessRegistry:
         self._owners: dict[int, str] = {}
         self._created: dict[int, float | None] = {}
         self._killed: set[int] = set()
+        self._batch: _KillBatch | None = None
 
     def track(self, pid: int, owner: str) -> None:
         created = _create_time(pid)
@@ -227,8 +255,31 @@ class ProcessRegistry:
             roots = [(pid, self._created.get(pid)) for pid in pids]
             if mark:
                 self._killed.update(pid for pid in pids if pid in self._owners)
-        # One thread for every tree: N trees cost one grace period and never queue in the pool.
-        return await asyncio.to_thread(_kill_trees_sync, roots, grace_s)
+        batch = self._batch
+        if batch is None or batch.started:
+            batch = self._batch = _KillBatch(asyncio.get_running_loop().create_future())
+            task = asyncio.ensure_future(self._serve(batch))
+            _background.add(task)
+            task.add_done_callback(_background.discard)
+        batch.roots.update(roots)
+        batch.grace_s = min(batch.grace_s, grace_s)
+        # Shielded: a cancelled caller (a stopped agent) must not cancel the others' kill.
+        counts = await asyncio.shield(batch.future)
+        return sum(counts.get(pid, 0) for pid, _ in roots)
+
+    async def _serve(self, batch: _KillBatch) -> None:
+        await asyncio.sleep(0)  # let every request of this moment join
+        batch.started = True
+        if self._batch is batch:
+            self._batch = None
+        try:
+            # One scan for every tree, one shared grace period, no thread held while waiting.
+            batch.future.set_result(await _kill_trees(list(batch.roots.items()), batch.grace_s))
+        except BaseException as error:
+            if not batch.future.done():
+                batch.future.set_exception(error)
+            if isinstance(error, asyncio.CancelledError):
+                raise
 
 
 # --------------------------------------------------------------------------------- run_command

@@ -1,11 +1,14 @@
 """``run_command`` and the registry that lets cancel / Stop all kill every process an agent started.
 
-Commands run in a new session (``start_new_session``), so the shell is the leader of its own
-process group and session. Killing a tree means: collect the psutil descendants of the root and
-every process still in its session *before* signalling (children die first and would lose their
-parent link otherwise), SIGTERM the group and each process, wait for the grace period, SIGKILL
-survivors. Our own children are never waited for with psutil (that would reap them and steal the
-exit status from asyncio); we poll for "gone or zombie" instead.
+Commands start through a ``Sandbox`` (bubblewrap, Seatbelt, or a plain ``sh -c``) in a new
+session, so the first process leads its own process group and session. Killing trees means:
+one scan of the process table collects each root's descendants and everything left in its
+session *before* signalling (children die first and would lose their parent link otherwise),
+SIGTERM to every group and process, one shared grace period, SIGKILL to survivors. Kill requests
+made in the same moment (Stop all cancels every command at once) join one batch. A bubblewrap
+sandbox needs no grace: its PID namespace dies with its first process. Our own children are never
+waited for with psutil (that would reap them and steal the exit status from asyncio); we poll for
+"gone or zombie" instead.
 """
 
 from __future__ import annotations

@@ -131,7 +131,7 @@ def test_journal_paths_hide_its_folder_unless_that_is_too_broad(
 def test_a_journal_in_home_hides_only_its_files() -> None:
     journal = Path.home() / "journal.sqlite3"
     assert journal_paths(journal, Path("/srv/project")) == [
-        journal.with_name(journal.name + s) for s in ("", "-wal", "-shm", "-journal")
+        journal.with_name(journal.name + s) for s in ("", "-wal", "-shm", "-journal", ".locks")
     ]
 
 
@@ -183,7 +183,7 @@ def test_command_env_is_an_allow_list() -> None:
     sandboxed = command_env(base, allow_network=False, sandbox="bubblewrap")
     assert set(sandboxed) == {
         "PATH", "HOME", "LANG", "LC_ALL", "VIRTUAL_ENV", "TMPDIR", "PYTHONUNBUFFERED",
-        "GIT_TERMINAL_PROMPT", "AGENTRAY_SANDBOX",
+        "PYTHONDONTWRITEBYTECODE", "GIT_TERMINAL_PROMPT", "AGENTRAY_SANDBOX",
     }
     assert sandboxed["TMPDIR"] == "/tmp" and sandboxed["AGENTRAY_SANDBOX"] == "bubblewrap"
     networked = command_env(base, allow_network=True, sandbox="bubblewrap")

@@ -50,7 +50,7 @@ class RunStarted(Event):
     build_command: str | None
     resumed: bool = False
     sandbox: str = "none"  # SandboxKind value: bubblewrap | seatbelt | none
-    allow_network: bool = True
+    allow_network: bool = False  # commands may reach the network (always so without a sandbox)
 
 
 @dataclass(frozen=True, kw_only=True)

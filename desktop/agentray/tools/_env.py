@@ -99,6 +99,9 @@ def command_env(
     }
     env = scrubbed_env(allowed)
     env.setdefault("PATH", os.defpath)
+    # No __pycache__ in the person's folder, and no stale bytecode: an edit within the same second
+    # that keeps a file's size leaves a .pyc that Python still trusts (mtime and size match).
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
     if sandbox != "none":
         env["TMPDIR"] = "/tmp"  # the sandbox's own /tmp; the person's TMPDIR may be hidden
     env["AGENTRAY_SANDBOX"] = sandbox

@@ -17,11 +17,13 @@ from PySide6.QtCore import QObject, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox, QSystemTrayIcon, QWidget
 
 from agentray.errors import AgentrayError, NoApiKeyError
+from agentray.sandbox import detect_sandbox
 
 from .controller import AppController
 from .escalation_dialog import EscalationWindow
 from .icons import app_icon
 from .notifications import Notifier
+from .sandbox_prompt import NoSandboxPrompt, ask_run_unsandboxed
 from .settings import APPLICATION, ORGANIZATION, AppSettings
 from .single_instance import SingleInstance
 from .tray import Tray
@@ -64,6 +66,7 @@ class TrayApp(QObject):
         # A new question brings the window up by itself only when it is already open; otherwise
         # the notification and the tray icon say it, and a click opens it.
         controller.escalations_changed.connect(self._on_escalations_changed)
+        controller.confirm_unsandboxed = self.confirm_unsandboxed
 
     # ------------------------------------------------------------------ shell (tray actions)
     def _spawn(self, coro: Any) -> None:
@@ -124,6 +127,12 @@ class TrayApp(QObject):
         self.windows["error"] = box
         box.show()  # never exec(): we may be inside a coroutine
 
+    async def confirm_unsandboxed(self, problem: str) -> bool:
+        """Ask whether the agents' commands may run without a sandbox (none exists here)."""
+        prompt = NoSandboxPrompt(problem)
+        self.windows["no_sandbox"] = prompt
+        return await ask_run_unsandboxed(prompt)
+
     def request_quit(self) -> None:
         self._spawn(self.quit())
 
@@ -159,7 +168,11 @@ class TrayApp(QObject):
             if self.demo_session is None:
                 self.demo_session = DemoSession.start(self.demo_dir)
             self.controller.use_demo(self.demo_session)
-            run_id = await self.controller.start_run(self.demo_session.config())
+            config = self.demo_session.config()
+            if not detect_sandbox().available:
+                # The demo's commands are its own script, not a model's: no question (as the CLI)
+                config = config.replace(sandbox=False)
+            run_id = await self.controller.start_run(config)
         except AgentrayError as error:
             self.show_error("Cannot start the demo", str(error))
             return None

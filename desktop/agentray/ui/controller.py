@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,13 +18,15 @@ from typing import Any, Protocol
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from agentray import events as ev
-from agentray.engine import PROGRESS_DIR, Engine, RunConfig
-from agentray.errors import BadInputError, NoApiKeyError
+from agentray.engine import PROGRESS_DIR, Engine, RunConfig, validate_config
+from agentray.errors import AgentrayError, BadInputError, NoApiKeyError
 from agentray.journal import Journal
+from agentray.sandbox import NO_SANDBOX_HINT, detect_sandbox
 
+from .marks import RunMark, marks_from_config, marks_from_event
 from .settings import AppSettings
 
-__all__ = ["AppController", "DemoLike", "EscalationView", "RunSummary"]
+__all__ = ["AppController", "DemoLike", "EscalationView", "RunSummary", "StartDeclined"]
 
 RUNS_INTERVAL_MS = 100  # runs_changed at most ~10 per second
 ESCALATIONS_INTERVAL_MS = 30
@@ -38,6 +40,16 @@ _RUN_EVENTS = (
     ev.UsageUpdated,
     ev.BuildFinished,
 )
+
+
+class StartDeclined(AgentrayError):
+    """The person chose not to run without a command sandbox: nothing was started."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Not started: this system has no command sandbox, and you chose not to run the "
+            "agents' commands without one."
+        )
 
 
 class DemoLike(Protocol):
@@ -66,6 +78,7 @@ class RunSummary:
     cost_usd: float
     tokens: int
     started_at: float
+    marks: tuple[RunMark, ...] = ()  # how its commands are confined: "no sandbox", "network"
 
 
 @dataclass(frozen=True)
@@ -116,6 +129,11 @@ class AppController(QObject):
         self._unsubscribe: Callable[[], None] | None = None
         self.demo: DemoLike | None = None
         self._started_at: dict[str, float] = {}
+        self._marks: dict[str, tuple[RunMark, ...]] = {}  # live runs, from their RunStarted
+        self._consent = asyncio.Lock()  # one question at a time; a second start sees the answer
+        # Asked (with the detector's one-line reason) before the first start without a sandbox
+        # where none exists; True: go without one. The tray sets it; None: such starts fail.
+        self.confirm_unsandboxed: Callable[[str], Awaitable[bool]] | None = None
         self._background: set[asyncio.Future[None]] = set()
         self._runs_timer = self._coalescer(RUNS_INTERVAL_MS, self.runs_changed.emit)
         self._escalations_timer = self._coalescer(
@@ -204,6 +222,7 @@ class AppController(QObject):
     def _on_engine_event(self, event: ev.Event) -> None:
         if isinstance(event, ev.RunStarted):
             self._started_at.setdefault(event.run_id, event.ts)
+            self._marks[event.run_id] = marks_from_event(event)  # a resume may change them
         self.event.emit(event)
         if isinstance(event, _RUN_EVENTS) and not self._runs_timer.isActive():
             self._runs_timer.start()
@@ -214,8 +233,31 @@ class AppController(QObject):
             self.run_finished.emit(event.run_id, event.status, event.summary)
 
     # ------------------------------------------------------------------ commands
+    async def _go_unsandboxed(self) -> bool:
+        """True when a start that wants the sandbox must go without one: none exists here and
+        the person agreed, now or once before (remembered). Raises StartDeclined on a no."""
+        status = detect_sandbox()
+        if status.available:
+            return False
+        async with self._consent:
+            if self.settings.run_unsandboxed:
+                return True
+            if self.confirm_unsandboxed is None:
+                return False  # the engine refuses, with the detector's line
+            if not await self.confirm_unsandboxed(status.problem or NO_SANDBOX_HINT):
+                raise StartDeclined()
+            self.settings.run_unsandboxed = True
+            return True
+
     async def start_run(self, config: RunConfig) -> str:
-        run_id = await self.engine().start_run(config)
+        """Start a run. Where no sandbox exists, a config that wants one asks the person first
+        (once; see ``confirm_unsandboxed``); ``sandbox=False`` (the demo) goes as it is."""
+        engine = self.engine()
+        if config.sandbox:
+            validate_config(config.replace(sandbox=False))  # a bad form fails before any question
+            if await self._go_unsandboxed():
+                config = config.replace(sandbox=False)
+        run_id = await engine.start_run(config)
         self.settings.add_recent_goal(config.goal)
         self.settings.add_recent_folder(config.workspace)
         return run_id
@@ -231,7 +273,14 @@ class AppController(QObject):
             self._engine.stop_all()
 
     async def resume_run(self, run_id: str) -> str:
-        return await self.engine().resume_run(run_id)
+        """Resume as it was journaled; a sandboxed run resumed where no sandbox exists asks first,
+        as a start does."""
+        engine = self.engine()
+        row = self.journal.get_run(run_id)
+        sandbox: bool | None = None
+        if row is not None and row.config.get("sandbox", True) and await self._go_unsandboxed():
+            sandbox = False
+        return await engine.resume_run(run_id, sandbox=sandbox)
 
     async def cancel_agent(self, run_id: str, agent_id: str) -> None:
         await self.engine().cancel_agent(run_id, agent_id)
@@ -322,6 +371,7 @@ class AppController(QObject):
             cost_usd=row.cost_usd or 0.0,
             tokens=row.tokens or 0,
             started_at=row.started_at,
+            marks=marks_from_config(row.config),
         )
 
     def _summarize(self, run: Any) -> RunSummary:
@@ -345,6 +395,8 @@ class AppController(QObject):
             cost_usd=float(run.cost_usd),
             tokens=int(run.tokens),
             started_at=started,
+            # from its RunStarted: the controller listens from the engine's first moment
+            marks=self._marks.get(run.run_id, ()),
         )
 
     def pending_escalations(self) -> list[EscalationView]:

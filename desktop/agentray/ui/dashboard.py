@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psutil
 from PySide6.QtCore import Qt, QTimer, QUrl
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtGui import QBrush, QColor, QDesktopServices
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
@@ -35,6 +36,7 @@ from PySide6.QtWidgets import (
 
 from agentray import events as ev
 
+from .controller import StartDeclined
 from .dashboard_views import (
     AgentInfo,
     agents_from_journal,
@@ -48,6 +50,7 @@ from .dashboard_views import (
     transcript_text,
     tree_order,
 )
+from .marks import RunMark, marks_from_config, marks_text, marks_tooltip
 
 if TYPE_CHECKING:
     from .controller import AppController
@@ -58,6 +61,25 @@ REFRESH_INTERVAL_MS = 100  # at most ~10 refreshes per second, however many even
 LOAD_INTERVAL_MS = 2000
 EVENTS_KEPT = 2000  # per run, in memory; the journal keeps the important ones
 _ROLE = Qt.ItemDataRole.UserRole
+_MARK_COLORS = {RunMark.NO_SANDBOX: "#c0392b", RunMark.NETWORK: "#b9770e"}
+# The runs list's columns; its items keep the run id, status and marks as data, not as text.
+RUN_COLUMNS = ("Run", "Status", "Sandbox", "Agents", "Cost", "Goal")
+COL_RUN, COL_STATUS, COL_MARKS, COL_AGENTS, COL_COST, COL_GOAL = range(len(RUN_COLUMNS))
+
+
+@dataclass(frozen=True)
+class RunLine:
+    """One entry of the runs list, from a controller RunSummary or a journal RunRow."""
+
+    run_id: str
+    status: str
+    agents: str
+    cost: str
+    started_at: float
+    goal: str
+    marks: tuple[RunMark, ...]
+
+
 _AGENT_EVENTS = (
     ev.AgentSpawned,
     ev.AgentStatusChanged,
@@ -107,10 +129,10 @@ class DashboardWindow(QMainWindow):
     def _build_ui(self) -> None:
         self.runs = QTreeWidget()
         self.runs.setObjectName("runsList")
-        self.runs.setHeaderLabels(["Run", "Status", "Agents", "Cost", "Goal"])
+        self.runs.setHeaderLabels(list(RUN_COLUMNS))
         self.runs.setRootIsDecorated(False)
         header = self.runs.header()
-        for column in (0, 1, 2, 3):
+        for column in range(COL_GOAL):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         self.runs.itemSelectionChanged.connect(self._run_selected)
 
@@ -189,7 +211,7 @@ class DashboardWindow(QMainWindow):
         self.refresh()
         for i in range(self.runs.topLevelItemCount()):
             item = self.runs.topLevelItem(i)
-            if item is not None and item.data(0, _ROLE) == run_id:
+            if item is not None and item.data(COL_RUN, _ROLE) == run_id:
                 self.runs.setCurrentItem(item)
                 break
         else:
@@ -249,18 +271,18 @@ class DashboardWindow(QMainWindow):
         self._update_buttons()
 
     # ------------------------------------------------------------------ runs
-    def _run_rows(self) -> list[tuple[str, str, str, str, float, str]]:
-        """(run_id, status, agents, cost, started_at, goal): live runs, then the journal's."""
-        rows: dict[str, tuple[str, str, str, str, float, str]] = {}
+    def _run_rows(self) -> list[RunLine]:
+        """Live runs (from the controller's summaries), then the journal's, newest first."""
+        rows: dict[str, RunLine] = {}
         for s in self.controller.active_runs():
-            agents = f"{s.running} running / {s.total}"
-            rows[s.run_id] = (
-                s.run_id,
-                s.status,
-                agents,
-                format_cost(s.cost_usd),
-                s.started_at,
-                s.goal,
+            rows[s.run_id] = RunLine(
+                run_id=s.run_id,
+                status=s.status,
+                agents=f"{s.running} running / {s.total}",
+                cost=format_cost(s.cost_usd),
+                started_at=s.started_at,
+                goal=s.goal,
+                marks=s.marks,
             )
         try:
             past = self.controller.journal.list_runs(limit=100)
@@ -268,15 +290,16 @@ class DashboardWindow(QMainWindow):
             past = []
         for r in past:
             if r.run_id not in rows:
-                rows[r.run_id] = (
-                    r.run_id,
-                    r.status,
-                    "",
-                    format_cost(r.cost_usd),
-                    r.started_at,
-                    r.goal,
+                rows[r.run_id] = RunLine(
+                    run_id=r.run_id,
+                    status=r.status,
+                    agents="",
+                    cost=format_cost(r.cost_usd),
+                    started_at=r.started_at,
+                    goal=r.goal,
+                    marks=marks_from_config(r.config),
                 )
-        return sorted(rows.values(), key=lambda row: row[4], reverse=True)
+        return sorted(rows.values(), key=lambda row: row.started_at, reverse=True)
 
     def _refresh_runs(self) -> None:
         rows = self._run_rows()
@@ -284,8 +307,8 @@ class DashboardWindow(QMainWindow):
         for i in range(self.runs.topLevelItemCount()):
             item = self.runs.topLevelItem(i)
             if item is not None:
-                existing[str(item.data(0, _ROLE))] = item
-        wanted = [row[0] for row in rows]
+                existing[str(item.data(COL_RUN, _ROLE))] = item
+        wanted = [row.run_id for row in rows]
         if list(existing) != wanted:
             # Order or membership changed: rebuild, keeping the selection.
             self.runs.blockSignals(True)
@@ -293,25 +316,29 @@ class DashboardWindow(QMainWindow):
             existing = {}
             for row in rows:
                 item = QTreeWidgetItem()
-                item.setData(0, _ROLE, row[0])
+                item.setData(COL_RUN, _ROLE, row.run_id)
                 self.runs.addTopLevelItem(item)
-                existing[row[0]] = item
+                existing[row.run_id] = item
             self.runs.blockSignals(False)
-        for run_id, status, agents, cost, started, goal in rows:
-            item = existing[run_id]
-            stamp = time.strftime("%m-%d %H:%M", time.localtime(started))
+        for row in rows:
+            item = existing[row.run_id]
+            stamp = time.strftime("%m-%d %H:%M", time.localtime(row.started_at))
             values = (
-                f"{stamp}  {run_id}",
-                status,
-                agents,
-                cost,
-                goal.splitlines()[0] if goal else "",
+                f"{stamp}  {row.run_id}",
+                row.status,
+                marks_text(row.marks),
+                row.agents,
+                row.cost,
+                row.goal.splitlines()[0] if row.goal else "",
             )
             for column, value in enumerate(values):
                 if item.text(column) != value:
                     item.setText(column, value)
-            item.setToolTip(4, goal)
-            if run_id == self.selected_run and not item.isSelected():
+            item.setData(COL_STATUS, _ROLE, row.status)
+            if item.data(COL_MARKS, _ROLE) != [m.value for m in row.marks]:
+                self._show_marks(item, row.marks)
+            item.setToolTip(COL_GOAL, row.goal)
+            if row.run_id == self.selected_run and not item.isSelected():
                 self.runs.blockSignals(True)
                 self.runs.setCurrentItem(item)
                 self.runs.blockSignals(False)
@@ -320,10 +347,25 @@ class DashboardWindow(QMainWindow):
             if first is not None:
                 self.runs.setCurrentItem(first)
 
+    @staticmethod
+    def _show_marks(item: QTreeWidgetItem, marks: tuple[RunMark, ...]) -> None:
+        item.setData(COL_MARKS, _ROLE, [m.value for m in marks])
+        item.setToolTip(COL_MARKS, marks_tooltip(marks) or "Sandboxed, no network.")
+        color = _MARK_COLORS.get(marks[0]) if marks else None
+        item.setForeground(COL_MARKS, QBrush(QColor(color)) if color else QBrush())
+
+    def run_marks(self, run_id: str) -> tuple[RunMark, ...] | None:
+        """The marks the runs list shows for a run (None: not listed)."""
+        for i in range(self.runs.topLevelItemCount()):
+            item = self.runs.topLevelItem(i)
+            if item is not None and item.data(COL_RUN, _ROLE) == run_id:
+                return tuple(RunMark(v) for v in item.data(COL_MARKS, _ROLE) or ())
+        return None
+
     def _run_selected(self) -> None:
         item = self.runs.currentItem()
         if item is not None:
-            self._select_run(str(item.data(0, _ROLE)))
+            self._select_run(str(item.data(COL_RUN, _ROLE)))
 
     def _select_run(self, run_id: str) -> None:
         if run_id == self.selected_run:
@@ -517,7 +559,7 @@ class DashboardWindow(QMainWindow):
         )
         self.stop_run_button.setEnabled(live)
         item = self.runs.currentItem()
-        status = item.text(1) if item is not None and not live else ""
+        status = str(item.data(COL_STATUS, _ROLE) or "") if item is not None and not live else ""
         self.resume_run_button.setEnabled(not live and status not in ("", "succeeded", "running"))
         self.open_folder_button.setEnabled(self.selected_run is not None)
 
@@ -529,8 +571,11 @@ class DashboardWindow(QMainWindow):
             self._tasks.discard(t)
             if t.cancelled():
                 return
-            if t.exception() is not None:
-                self.message.setText(f"{what} failed: {t.exception()}")
+            error = t.exception()
+            if isinstance(error, StartDeclined):  # the person said no to running unsandboxed
+                self.message.setText(str(error))
+            elif error is not None:
+                self.message.setText(f"{what} failed: {error}")
             else:
                 self.message.setText(f"{what}: done")
                 if on_success is not None:

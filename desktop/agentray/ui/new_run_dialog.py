@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QFileDialog,
@@ -25,13 +26,20 @@ from PySide6.QtWidgets import (
 
 from agentray.engine import RunConfig, check_build_command, validate_config
 from agentray.errors import AgentrayError, BadInputError
+from agentray.sandbox import detect_sandbox
 
 from .fields import LimitFields, model_combo
 
 if TYPE_CHECKING:
     from .controller import AppController
 
-__all__ = ["NewRunDialog", "suggest_build_command"]
+__all__ = ["ALLOW_NETWORK_TIP", "NewRunDialog", "suggest_build_command"]
+
+ALLOW_NETWORK_TIP = (
+    "Off (the default): the agents' commands (builds, tests, any shell command) run in a sandbox "
+    "with no network at all, not even localhost (127.0.0.1).\n"
+    "On: they may reach the network, e.g. to install packages; the run is marked “network”."
+)
 
 # First match wins; the order follows how specific the marker is to one toolchain.
 _SUGGESTIONS: tuple[tuple[tuple[str, ...], str], ...] = (
@@ -132,6 +140,26 @@ class NewRunDialog(QDialog):
         self.model = model_combo(settings.default_model)
         form.addRow("Model", self.model)
 
+        self.allow_network = QCheckBox("Allow network")
+        self.allow_network.setObjectName("allowNetwork")
+        self.allow_network.setToolTip(ALLOW_NETWORK_TIP)
+        self.allow_network.setChecked(False)
+        self.sandbox_note = QLabel()
+        self.sandbox_note.setObjectName("sandboxNote")
+        self.sandbox_note.setWordWrap(True)
+        self.sandbox_note.setStyleSheet("color: #b9770e;")
+        status = detect_sandbox()
+        if not status.available:
+            self.sandbox_note.setText(
+                "This system has no command sandbox: the agents' commands would run with your "
+                "full authority, network included. Agentray asks before the first such run."
+            )
+        self.sandbox_note.setVisible(not status.available)
+        commands_box = QVBoxLayout()
+        commands_box.addWidget(self.allow_network)
+        commands_box.addWidget(self.sandbox_note)
+        form.addRow("Commands", commands_box)
+
         limits = QGroupBox("Limits")
         limits_form = QFormLayout(limits)
         self.limits = LimitFields(settings)
@@ -196,6 +224,7 @@ class NewRunDialog(QDialog):
             self._build_edited = True  # a preset's command is a choice, not a guess
             self.model.setCurrentText(str(data.get("model") or self.model.currentText()))
             self.limits.set_values(data.get("limits") or {})
+            self.allow_network.setChecked(bool(data.get("allow_network", False)))
             self.preset_name.setText(str(data.get("name", "")))
             index = self.preset.findText(str(data.get("name", "")))
             if index >= 0:
@@ -235,6 +264,7 @@ class NewRunDialog(QDialog):
             self.build.text().strip() or None,
             self.model.currentText().strip() or None,
             self._limits(),
+            allow_network=self.allow_network.isChecked(),
         )
 
     def _show(self, label: QLabel, message: str | None) -> None:
@@ -258,8 +288,12 @@ class NewRunDialog(QDialog):
         self._show(self.general_error, None)
         if not goal or self.folder_error.isVisible() or build_problem:
             return None
+        config = self.config()
         try:
-            return validate_config(self.config())
+            # Where no sandbox exists, the controller asks whether to go without one: check the
+            # rest of the form here, and keep the sandbox the config asks for.
+            checked = validate_config(config.replace(sandbox=False))
+            return checked.replace(sandbox=config.sandbox)
         except BadInputError as error:
             self._show(self.general_error, str(error))
             return None
@@ -307,6 +341,7 @@ class NewRunDialog(QDialog):
             self.build.text().strip() or None,
             self.model.currentText().strip() or None,
             self._limits(),
+            allow_network=self.allow_network.isChecked(),
         )
         self._fill_presets()
         self.preset.setCurrentIndex(max(0, self.preset.findText(name)))

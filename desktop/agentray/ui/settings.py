@@ -134,6 +134,16 @@ class AppSettings:
         self._set("start_at_login", bool(value))
 
     @property
+    def run_unsandboxed(self) -> bool:
+        """The person agreed that, where no command sandbox exists, runs go without one. Only a
+        yes is remembered: a no cancels that one start, and the next one asks again."""
+        return _as_bool(self.qsettings.value("run_without_sandbox"), False)
+
+    @run_unsandboxed.setter
+    def run_unsandboxed(self, value: bool) -> None:
+        self._set("run_without_sandbox", bool(value))
+
+    @property
     def welcome_shown(self) -> bool:
         return _as_bool(self.qsettings.value("welcome_shown"), False)
 
@@ -171,7 +181,8 @@ class AppSettings:
     # ------------------------------------------------------------------ presets
     @property
     def presets(self) -> list[dict[str, Any]]:
-        """Each: name, goal, workspace, build_command (str|None), model, limits (dict)."""
+        """Each: name, goal, workspace, build_command (str|None), model, limits (dict),
+        allow_network (bool; absent in presets saved before it existed)."""
         value = self._get_json("presets", [])
         if not isinstance(value, list):
             return []
@@ -188,6 +199,8 @@ class AppSettings:
         build_command: str | None = None,
         model: str | None = None,
         limits: dict[str, Any] | None = None,
+        *,
+        allow_network: bool = False,
     ) -> dict[str, Any]:
         """Add or replace (by name) a preset; returns it."""
         name = name.strip()
@@ -200,6 +213,7 @@ class AppSettings:
             "build_command": build_command or None,
             "model": model or self.default_model,
             "limits": {**self.limits, **(limits or {})},
+            "allow_network": bool(allow_network),
         }
         others = [p for p in self.presets if p["name"] != name]
         self._set_json("presets", [*others, preset])
@@ -219,8 +233,11 @@ class AppSettings:
         build_command: str | None = None,
         model: str | None = None,
         limits: dict[str, Any] | None = None,
+        *,
+        allow_network: bool = False,
     ) -> RunConfig:
-        """A RunConfig with the default model and limits, overridden by the arguments."""
+        """A RunConfig with the default model and limits, overridden by the arguments. Its
+        commands run in the sandbox (the controller decides when there is none)."""
         merged = {**self.limits, **(limits or {})}
         budget = merged.get("budget_usd")
         return RunConfig(
@@ -232,6 +249,7 @@ class AppSettings:
             max_agents=int(merged["max_agents"]),
             max_depth=int(merged["max_depth"]),
             budget_usd=None if budget is None else float(budget),
+            allow_network=allow_network,
         )
 
     def preset_config(self, preset: dict[str, Any]) -> RunConfig:
@@ -241,4 +259,5 @@ class AppSettings:
             preset.get("build_command"),
             preset.get("model"),
             preset.get("limits"),
+            allow_network=bool(preset.get("allow_network", False)),
         )

@@ -22,15 +22,16 @@ from PySide6.QtWidgets import (
 
 from agentray import keys
 from agentray.engine import DEFAULT_MODEL
+from agentray.sandbox import detect_sandbox
 
 from . import autostart
 from .fields import KNOWN_MODELS, LimitFields, model_combo
+from .sandbox_prompt import install_hint
 
 if TYPE_CHECKING:
     from .controller import AppController
 
 __all__ = ["KNOWN_MODELS", "SettingsDialog", "model_combo"]
-
 
 
 def _error_label() -> QLabel:
@@ -51,6 +52,7 @@ class SettingsDialog(QDialog):
         self.controller = controller
         self.setWindowTitle("Agentray settings")
         self.setObjectName("settingsDialog")
+        self.setMinimumWidth(540)  # the warnings wrap into a few readable lines, not a column
         self._verify_task: asyncio.Future[Any] | None = None
         settings = controller.settings
 
@@ -78,6 +80,7 @@ class SettingsDialog(QDialog):
         general_layout.addWidget(self.start_at_login)
         general_layout.addWidget(self.autostart_error)
         layout.addWidget(general)
+        layout.addWidget(self._sandbox_group())
 
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Close
@@ -200,6 +203,60 @@ class SettingsDialog(QDialog):
         self.verify_button.setEnabled(True)
         self._say(message, ok=ok)
         self.verified.emit(ok, message)
+
+    # ------------------------------------------------------------------ the command sandbox
+    def _sandbox_group(self) -> QGroupBox:
+        group = QGroupBox("Command sandbox")
+        box = QVBoxLayout(group)
+        self.sandbox_status = QLabel()
+        self.sandbox_status.setObjectName("sandboxStatus")
+        self.sandbox_status.setWordWrap(True)
+        self.sandbox_choice = QLabel()
+        self.sandbox_choice.setObjectName("sandboxChoice")
+        self.sandbox_choice.setWordWrap(True)
+        self.ask_again_button = QPushButton("Ask me again")
+        self.ask_again_button.setObjectName("sandboxAskAgain")
+        self.ask_again_button.setToolTip(
+            "Forget the yes: the next run without a sandbox asks first again."
+        )
+        self.ask_again_button.clicked.connect(self.reset_sandbox_choice)
+        row = QHBoxLayout()
+        row.addWidget(self.sandbox_choice, 1)
+        row.addWidget(self.ask_again_button)
+        box.addWidget(self.sandbox_status)
+        box.addLayout(row)
+        self.refresh_sandbox()
+        return group
+
+    def refresh_sandbox(self) -> None:
+        status = detect_sandbox()
+        if status.available:
+            self.sandbox_status.setText(
+                f"The agents' commands run in a sandbox: {status.describe()}. "
+                "Network only for runs that allow it."
+            )
+            self.sandbox_status.setStyleSheet("")
+        else:
+            self.sandbox_status.setText(install_hint(status.problem or "no command sandbox"))
+            self.sandbox_status.setStyleSheet("color: #b9770e;")
+        remembered = self.controller.settings.run_unsandboxed
+        if remembered:
+            choice = (
+                "You chose to let runs go without a sandbox where none exists: their commands "
+                "run with your full authority, and such runs are marked “no sandbox”."
+            )
+        elif not status.available:
+            choice = "Agentray asks before the first run without a sandbox."
+        else:
+            choice = ""
+        self.sandbox_choice.setText(choice)
+        self.sandbox_choice.setVisible(bool(choice))
+        self.ask_again_button.setEnabled(remembered)
+        self.ask_again_button.setVisible(remembered or not status.available)
+
+    def reset_sandbox_choice(self) -> None:
+        self.controller.settings.run_unsandboxed = False
+        self.refresh_sandbox()
 
     # ------------------------------------------------------------------- saving
     def save(self) -> None:

@@ -15,8 +15,9 @@ from agentray import events as ev
 from agentray.engine import RunConfig
 from agentray.errors import AgentrayError
 
-from .controller import AppController, RunSummary
+from .controller import AppController, RunSummary, StartDeclined
 from .icons import state_icon
+from .marks import marks_from_config, marks_suffix, marks_tooltip, run_marks
 
 __all__ = ["Shell", "Tray", "run_label"]
 
@@ -42,9 +43,10 @@ def _clip(text: str, limit: int = MAX_MENU_TEXT) -> str:
 
 
 def run_label(run: RunSummary) -> str:
+    """A live run's menu entry, marked when it has no sandbox or may reach the network."""
     return (
         f"{_clip(run.goal, 40)} — {run.running} running, {run.waiting} waiting, "
-        f"{run.done} done, ${run.cost_usd:.2f}"
+        f"{run.done} done, ${run.cost_usd:.2f}{marks_suffix(run.marks)}"
     )
 
 
@@ -105,7 +107,8 @@ class Tray(QObject):
             lines.append("Last run failed" if self.last_failed else "Idle")
         for run in runs:
             lines.append(
-                f"{_clip(run.goal, 40)}: {run.running} running, {run.waiting} waiting, ${run.cost_usd:.2f}"
+                f"{_clip(run.goal, 40)}: {run.running} running, {run.waiting} waiting, "
+                f"${run.cost_usd:.2f}{marks_suffix(run.marks)}"
             )
         if pending:
             lines.append(
@@ -148,26 +151,31 @@ class Tray(QObject):
         if presets or recent:
             start = menu.addMenu("Start again")
             for preset in presets:
+                marks = run_marks(
+                    sandboxed=True, allow_network=bool(preset.get("allow_network", False))
+                )
                 self._add(
                     start,
-                    f"▶ {_clip(preset['name'])}",
+                    f"▶ {_clip(preset['name'])}{marks_suffix(marks)}",
                     lambda _=False, p=preset: self.start_preset(p),
                 )
             if presets and recent:
                 start.addSeparator()
             for row in recent:
-                self._add(
+                marks = marks_from_config(row.config)
+                action = self._add(
                     start,
-                    f"↻ {_clip(row.goal)} — {Path(row.workspace).name}",
+                    f"↻ {_clip(row.goal)} — {Path(row.workspace).name}{marks_suffix(marks)}",
                     lambda _=False, r=row: self.start_again(r),
                 )
+                action.setToolTip(marks_tooltip(marks))
 
         runs = self.controller.active_runs()
         if runs:
             menu.addSeparator()
             for run in runs:
                 sub = menu.addMenu(run_label(run))
-                sub.setToolTip(run.goal)
+                sub.setToolTip("\n".join(filter(None, (run.goal, marks_tooltip(run.marks)))))
                 self._add(sub, "Open", lambda _=False, r=run.run_id: self.shell.open_dashboard(r))
                 self._add(sub, "Stop", lambda _=False, r=run.run_id: self.controller.stop_run(r))
 
@@ -230,13 +238,20 @@ class Tray(QObject):
         self._start(self.controller.settings.preset_config(preset), preset.get("name", "the preset"))
 
     def start_again(self, row: Any) -> None:
-        """The same goal, folder, build, model and limits as an earlier run, in one click."""
-        self._start(RunConfig.from_dict(row.config), _clip(row.goal))
+        """The same goal, folder, build, model, limits and network as an earlier run, in one click.
+
+        An earlier run without a sandbox goes without one again only where none exists and the
+        person agreed (the controller asks once); where a sandbox exists now, it gets one.
+        """
+        config = RunConfig.from_dict(row.config).replace(sandbox=True)
+        self._start(config, _clip(row.goal))
 
     def _start(self, config: RunConfig, label: str) -> None:
         async def start() -> str | None:
             try:
                 return await self.controller.start_run(config)
+            except StartDeclined:  # the person said no just now: nothing to tell them
+                return None
             except AgentrayError as error:
                 self.shell.show_error(f"Cannot start {label}", str(error))
                 return None

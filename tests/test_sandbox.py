@@ -26,7 +26,7 @@ from agent_scripts import Recorder, complete, orchestrator, policy, recording, r
 from agentray import events as ev
 from agentray.journal import Journal
 from agentray.sandbox import SandboxKind, detect_sandbox
-from agentray.simulator import Simulator, tool_use
+from agentray.simulator import SimRequest, Simulator, tool_use
 from conftest import API_KEY, SimEngine, SimEngineFactory, make_engine
 
 PY = sys.executable
@@ -379,32 +379,47 @@ def test_killing_the_engine_ends_every_sandboxed_process(tmp_path: Path, workspa
 # ------------------------------------------------------------------------------- engine writes
 
 
-async def test_progress_writes_never_follow_a_symlink_out_of_the_workspace(
+async def test_progress_writes_never_follow_a_symlink_and_fail_the_agent_until_repaired(
     sim_engine: SimEngineFactory, workspace: Path, outside: Path
 ) -> None:
     target = outside / "elsewhere"
     target.mkdir()
-    rec = Recorder()
-    se = sim_engine(
-        policy(
-            orchestrator(
-                [tool_use("spawn_agent", task="W-SWAP swaps the progress folder")],
-                [tool_use("await_agents")],
-                [tool_use("finish", summary="done", outcome="success")],
-            ),
-            worker(
-                "W-SWAP",
-                [tool_use("run_command", command=f"mv agent-responses moved && ln -s {target} agent-responses")],
-                [tool_use("report_progress", note="written through the link?")],
-                recording(rec, "after", lambda req: complete()),
-            ),
-        )
-    )
-    await se.run(timeout=30)
-    assert list(target.iterdir()) == []
-    result = result_of(rec["after"], "report_progress")
-    assert result.is_error and "not a plain folder" in result.text
+
+    def orchestrator_turn(req: SimRequest) -> list[dict[str, Any]]:
+        if not req.tool_results_named("spawn_agent"):
+            return [tool_use("spawn_agent", task="W-SWAP swaps the progress folder")]
+        awaited = [r for r in req.tool_results_named("await_agents") if not r.is_error]
+        if not awaited or awaited[-1].json["agents"][0]["status"] != "done":
+            return [tool_use("await_agents")]
+        return [tool_use("finish", summary="done", outcome="success")]
+
+    def worker_turn(req: SimRequest) -> list[dict[str, Any]]:
+        if not req.tool_results_named("run_command"):
+            return [tool_use("run_command", command=f"mv agent-responses moved && ln -s {target} agent-responses")]
+        if not req.tool_results_named("report_progress"):
+            return [tool_use("report_progress", note="written through the link?")]
+        return complete("repaired")
+
+    script = policy(orchestrator(*[orchestrator_turn] * 10), worker("W-SWAP", *[worker_turn] * 10))
+    se = sim_engine(script)
+    run_id, outcome = await se.run(timeout=30)
+    assert list(target.iterdir()) == []  # nothing written through the link
+    assert outcome.status == "failed" and "progress file" in outcome.summary
+    rows = {a.agent_id: a for a in se.journal.list_agents(run_id)}
+    assert rows["a002"].status == "failed"
+    assert rows["a002"].blocker is not None
+    assert "cannot write its progress file agent-responses/a002.md" in rows["a002"].blocker
+    assert "not a plain folder" in rows["a002"].blocker
     assert (workspace / "agent-responses").is_symlink()  # the agent's own change, left for review
+
+    # the person repairs the folder; resume retries the agent that failed only because of it
+    (workspace / "agent-responses").unlink()
+    (workspace / "moved").rename(workspace / "agent-responses")
+    await se.engine.resume_run(run_id)
+    outcome = await se.wait(run_id, timeout=30)
+    assert outcome.status == "succeeded", outcome
+    assert "Status: done" in (workspace / "agent-responses" / "a002.md").read_text()
+    assert list(target.iterdir()) == []
 
 
 async def test_unsandboxed_runs_say_so_and_still_scrub_the_environment(

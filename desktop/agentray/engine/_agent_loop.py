@@ -13,7 +13,7 @@ from agentray.errors import ModelError, ToolError
 from agentray.model._types import ModelRequest
 
 from ._context import compact_transcript, needs_compaction, repair_interrupted_turn
-from ._run import Run
+from ._run import PROGRESS_FAILURE, Run
 from ._state import ACTIVE, TERMINAL, AgentState
 from ._tools import RESUMABLE_TOOLS, describe_call, tools_for
 
@@ -42,6 +42,11 @@ async def run_agent(run: Run, agent: AgentState, *, resumed: bool = False) -> No
         _fail(run, agent, str(error))
         if agent.is_orchestrator:
             run.conclude("failed", f"the orchestrator stopped: {error}")
+    except _ProgressUnwritable as error:
+        run.slots.release(agent.agent_id)
+        _fail(run, agent, str(error))
+        if agent.is_orchestrator:
+            run.conclude("failed", f"the orchestrator {error}; free the space or repair the folder, then resume")
     except ModelError as error:
         run.slots.release(agent.agent_id)
         _fail(run, agent, f"model error: {error}")
@@ -139,6 +144,7 @@ async def _loop(run: Run, agent: AgentState, *, resumed: bool) -> None:
     last_prompt_tokens = 0
 
     while True:
+        _check_progress(run, agent)
         if agent.pending_messages:
             _append_user_text(run, agent, messages, "\n\n".join(agent.pending_messages))
             agent.pending_messages.clear()
@@ -193,6 +199,8 @@ async def _loop(run: Run, agent: AgentState, *, resumed: bool) -> None:
         messages.append(user)
         journal.append_message(run.run_id, agent.agent_id, user)
         run.slots.release(agent.agent_id)
+        if not agent.completed:
+            _check_progress(run, agent)
 
         if agent.completed:
             if agent.is_orchestrator:
@@ -203,6 +211,15 @@ async def _loop(run: Run, agent: AgentState, *, resumed: bool) -> None:
             return
         if run.finished.is_set():
             return
+
+
+class _ProgressUnwritable(Exception):
+    """The workspace refused the agent's progress file: the agent fails with a blocker saying why."""
+
+
+def _check_progress(run: Run, agent: AgentState) -> None:
+    if agent.progress.write_error:
+        raise _ProgressUnwritable(f"{PROGRESS_FAILURE} {agent.progress.relative_path}: {agent.progress.write_error}")
 
 
 class _TurnLimit(Exception):
@@ -287,7 +304,6 @@ async def execute_tool_call(
     except Exception as error:
         log.exception("tool %s failed", name)
         is_error, result = True, {"error": f"{name} failed: {type(error).__name__}: {error}"}
-    text = run.truncate(json.dumps(result, ensure_ascii=False, default=str))
     run.journal.finish_tool_call(run.run_id, call_id, result=result, is_error=is_error)
     run.publish(
         ev.ToolCallFinished(
@@ -295,6 +311,12 @@ async def execute_tool_call(
             is_error=is_error, duration_s=time.monotonic() - started,
         )
     )
+    return tool_result_block(run, call_id, result, is_error)
+
+
+def tool_result_block(run: Run, call_id: str, result: dict[str, Any], is_error: bool) -> dict[str, Any]:
+    """What the model sees of a result: the same text live and when replayed from the journal."""
+    text = run.truncate(json.dumps(result, ensure_ascii=False, default=str))
     block: dict[str, Any] = {"type": "tool_result", "tool_use_id": call_id, "content": text}
     if is_error:
         block["is_error"] = True

@@ -134,7 +134,7 @@ async def repair_interrupted_turn(run: Run, agent: AgentState, messages: list[di
     """A transcript that ends in tool_use blocks without results was cut mid-way by a crash or
     stop. Waiting tools that are safe to repeat (escalate re-attaches to its journal row) run
     again; anything else is reported to the model as interrupted."""
-    from ._agent_loop import execute_tool_call
+    from ._agent_loop import execute_tool_call, tool_result_block
     from ._tools import RESUMABLE_TOOLS, tools_for
 
     last = messages[-1]
@@ -144,8 +144,14 @@ async def repair_interrupted_turn(run: Run, agent: AgentState, messages: list[di
     if not calls:
         return None
     tools = tools_for(run, agent)
+    journaled = {row.call_id: row for row in run.journal.list_tool_calls(run.run_id, agent.agent_id)}
     results: list[dict[str, Any]] = []
     for call in calls:
+        row = journaled.get(str(call.get("id")))
+        if row is not None and row.finished_at is not None and row.result is not None:
+            # It ended before the crash: the model gets exactly what it would have got.
+            results.append(tool_result_block(run, str(call.get("id")), row.result, row.is_error))
+            continue
         if call.get("name") in RESUMABLE_TOOLS:
             results.append(await execute_tool_call(run, agent, tools, call, resuming=True))
             continue
@@ -155,7 +161,7 @@ async def repair_interrupted_turn(run: Run, agent: AgentState, messages: list[di
                 "not have taken effect; check the current state before repeating it"
             )
         }
-        if _known_call(run, str(call.get("id"))):
+        if row is not None:
             run.journal.finish_tool_call(run.run_id, str(call.get("id")), result=error, is_error=True)
         results.append(
             {
@@ -168,5 +174,3 @@ async def repair_interrupted_turn(run: Run, agent: AgentState, messages: list[di
     return {"role": "user", "content": results}
 
 
-def _known_call(run: Run, call_id: str) -> bool:
-    return any(row.call_id == call_id for row in run.journal.list_tool_calls(run.run_id))

@@ -23,9 +23,10 @@ from agentray.sandbox import NO_SANDBOX_HINT, Sandbox, detect_sandbox
 from ._bus import EventBus
 from ._config import RunConfig
 from ._guard import GuardReading, SystemGuard
+from ._ownership import RunLock
 from ._processes import reap_orphans
 from ._progress import ProgressFile
-from ._run import RESUMABLE_REASONS, Escalation, Run, RunOutcome
+from ._run import PROGRESS_FAILURE, RESUMABLE_REASONS, Escalation, Run, RunOutcome
 from ._state import ACTIVE, TERMINAL, AgentState
 
 __all__ = ["Engine", "check_build_command", "validate_config"]
@@ -155,9 +156,10 @@ class Engine:
         self.runs[run_id] = run
         return run
 
-    def _launch(self, run: Run, starters: list[tuple[AgentState, bool]]) -> None:
+    def _launch(self, run: Run, starters: list[tuple[AgentState, bool]], lock: RunLock) -> None:
         self.guard.start()  # sample the machine while runs exist
         task = asyncio.get_running_loop().create_task(run.main(starters), name=f"run-{run.run_id}")
+        task.add_done_callback(lambda _: lock.release())  # the run is over: another process may own it
         self.tasks[run.run_id] = task
 
     async def start_run(self, config: RunConfig) -> str:
@@ -166,6 +168,15 @@ class Engine:
         run_id = f"r{time.strftime('%m%d')}-{secrets.token_hex(2)}"
         while self.journal.get_run(run_id) is not None:
             run_id = f"r{time.strftime('%m%d')}-{secrets.token_hex(2)}"
+        lock = RunLock.acquire(self.journal.path, run_id)
+        try:
+            self._create_and_start(run_id, config, lock)
+        except BaseException:
+            lock.release()
+            raise
+        return run_id
+
+    def _create_and_start(self, run_id: str, config: RunConfig, lock: RunLock) -> Run:
         self.journal.create_run(
             run_id, goal=config.goal, workspace=config.workspace, config=config.to_dict(), pid=os.getpid()
         )
@@ -182,8 +193,8 @@ class Engine:
             )
         )
         orchestrator = run.new_agent(role="orchestrator", title="Orchestrator", task=config.goal, parent=None)
-        self._launch(run, [(orchestrator, False)])
-        return run_id
+        self._launch(run, [(orchestrator, False)], lock)
+        return run
 
     async def resume_run(
         self, run_ref: str, *, sandbox: bool | None = None, allow_network: bool | None = None
@@ -198,8 +209,21 @@ class Engine:
             raise BadInputError(f"no run {run_ref!r} (see `agentray runs`)")
         if row.run_id in self.tasks and not self.tasks[row.run_id].done():
             raise BadInputError(f"run {row.run_id} is already running here")
+        lock = RunLock.acquire(self.journal.path, row.run_id)  # RunBusyError names the owner
+        try:
+            return await self._resume_locked(row.run_id, lock, sandbox=sandbox, allow_network=allow_network)
+        except BaseException:
+            lock.release()
+            raise
+
+    async def _resume_locked(
+        self, run_id: str, lock: RunLock, *, sandbox: bool | None, allow_network: bool | None
+    ) -> str:
+        row = self.journal.get_run(run_id)  # read again: the owner we waited out may have changed it
+        assert row is not None
         if row.status == "running":
-            raise BadInputError(f"run {row.run_id} is still running (process {row.pid}); stop it first")
+            # Its lock was free, so the process that drove it is gone (whatever its pid says now).
+            self.journal.update_run(row.run_id, status="interrupted")
         if row.status == "succeeded":
             raise BadInputError(f"run {row.run_id} already succeeded; nothing to resume")
         config = RunConfig.from_dict(row.config)
@@ -226,8 +250,10 @@ class Engine:
         for agent_row in self.journal.list_agents(row.run_id):
             agent = _restore_agent(run, agent_row)
             run.agents[agent.agent_id] = agent
-            resumable = agent.status in ACTIVE or (
-                agent.status == "cancelled" and agent.status_reason in RESUMABLE_REASONS
+            resumable = (
+                agent.status in ACTIVE
+                or (agent.status == "cancelled" and agent.status_reason in RESUMABLE_REASONS)
+                or (agent.status == "failed" and (agent.status_reason or "").startswith(PROGRESS_FAILURE))
             )
             if agent.is_orchestrator:
                 resumable = True
@@ -262,7 +288,7 @@ class Engine:
                 allow_network=config.allow_network or not run.sandbox.confined,
             )
         )
-        self._launch(run, starters)
+        self._launch(run, starters, lock)
         return row.run_id
 
     async def wait(self, run_id: str) -> RunOutcome:

@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 # A run stopped as a whole leaves its agents "cancelled" with one of these reasons; resume restarts them.
 RESUMABLE_REASONS = ("run stopped", "run interrupted")
+# An agent failed only because the workspace refused its progress file (a full disk, a folder
+# swapped for a symlink): resume retries it once the cause is gone.
+PROGRESS_FAILURE = "cannot write its progress file"
 
 BLOCKER_OPTIONS_WAITING = ("Continue with my answer", "Cancel the agent", "Stop the run")
 BLOCKER_OPTIONS_FAILED = ("Retry with my answer", "Skip it", "Stop the run")

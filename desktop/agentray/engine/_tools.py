@@ -12,6 +12,7 @@ from typing import Any
 
 from agentray.errors import ToolError
 from agentray.tools import run_command
+from agentray.tools._workspace import finish_in_thread
 
 from ._run import BLOCKER_OPTIONS_WAITING, Run
 from ._state import ACTIVE, SETTLED, TERMINAL, AgentState
@@ -50,19 +51,25 @@ async def spawn_agent(run: Run, agent: AgentState, args: dict[str, Any]) -> dict
     if mitigates:
         target = _mitigation_target(run, mitigates)
     role = args.get("role") or ("fixer" if mitigates else "worker")
-    child = run.new_agent(
-        role=role,
-        title=args.get("title") or "",
-        task=task,
-        parent=agent,
-        depends_on=depends_on,
-        mitigates=mitigates,
-    )
-    if target is not None:
-        _record_mitigation(run, target, child.agent_id)
+    # The agent, its mitigation and the call's result land in one transaction: after a crash the
+    # spawn either never happened or the model gets this very result back (never a second agent).
+    with run.journal.transaction():
+        child = run.new_agent(
+            role=role,
+            title=args.get("title") or "",
+            task=task,
+            parent=agent,
+            depends_on=depends_on,
+            mitigates=mitigates,
+        )
+        if target is not None:
+            _record_mitigation(run, target, child.agent_id)
+        result = {"agent_id": child.agent_id, "status": child.status, "progress_file": child.progress.relative_path}
+        if "_call_id" in args:
+            run.journal.finish_tool_call(run.run_id, args["_call_id"], result=result, is_error=False)
     run.progress(agent, "UPDATE", f"spawned {child.agent_id} ({role}): {child.title}")
     run.start_agent(child)
-    return {"agent_id": child.agent_id, "status": child.status, "progress_file": child.progress.relative_path}
+    return result
 
 
 def _mitigation_target(run: Run, agent_id: str) -> AgentState:
@@ -264,18 +271,25 @@ async def finish(run: Run, agent: AgentState, args: dict[str, Any]) -> dict[str,
 
 # ---------------------------------------------------------------------------- worker tools
 async def read_file(run: Run, agent: AgentState, args: dict[str, Any]) -> dict[str, Any]:
-    return run.files.read_file(args["path"], args.get("offset") or 0, args.get("limit") or 2000)
+    # off the loop: it streams and stops at its window, but a disk can still be slow
+    return await asyncio.to_thread(
+        run.files.read_file,
+        args["path"],
+        args.get("offset") or 0,
+        args.get("limit") or 2000,
+        max_chars=run.config.tool_output_limit,
+    )
 
 
 async def write_file(run: Run, agent: AgentState, args: dict[str, Any]) -> dict[str, Any]:
-    result = run.files.write_file(args["path"], args["content"])
+    result = await finish_in_thread(run.files.write_file, args["path"], args["content"])
     run.progress(agent, "UPDATE", f"wrote {result.get('path', args['path'])}")
     return result
 
 
 async def edit_file(run: Run, agent: AgentState, args: dict[str, Any]) -> dict[str, Any]:
-    result = run.files.edit_file(
-        args["path"], args["old_string"], args["new_string"], bool(args.get("replace_all"))
+    result = await finish_in_thread(
+        run.files.edit_file, args["path"], args["old_string"], args["new_string"], bool(args.get("replace_all"))
     )
     run.progress(agent, "UPDATE", f"edited {result.get('path', args['path'])}")
     return result

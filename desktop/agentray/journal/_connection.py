@@ -125,7 +125,12 @@ class _Connection:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, taken up front so concurrent writers queue instead of deadlock."""
+        """One write transaction, taken up front so concurrent writers queue instead of deadlock.
+
+        Nested use joins the transaction already open (see ``transaction``)."""
+        if self._db.in_transaction:
+            yield self._db
+            return
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
@@ -135,6 +140,15 @@ class _Connection:
                 self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Several journal writes that must land together or not at all (a crash in between)."""
+        try:
+            with self._tx():
+                yield
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal {self.path}: {exc}") from exc
 
     @property
     @_guarded

@@ -19,7 +19,8 @@ def journal_paths(journal: Path, workspace: Path) -> list[Path]:
     folder = journal.parent
     broad = folder in (Path("/"), Path.home()) or is_within(Path.home(), folder)
     if broad or is_within(folder, workspace):
-        return [journal.with_name(journal.name + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
+        suffixes = ("", "-wal", "-shm", "-journal", ".locks")  # .locks: the runs' owner locks
+        return [journal.with_name(journal.name + suffix) for suffix in suffixes]
     return [folder]
 
 

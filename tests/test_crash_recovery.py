@@ -1,0 +1,233 @@
+"""Crashes staged for real: `agentray run` in a subprocess against the simulator, kill -9 at a
+chosen point, then `agentray resume`; assertions on the workspace, the journal and the exact tool
+results the model receives after the crash."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from agentray.simulator import Rule, ScriptedPolicy, SimRequest, Simulator, tool_use
+
+KEY = "sk-ant-crash-0123456789"
+PY = sys.executable
+
+
+class Script:
+    """A policy whose turns are plain functions; every request it saw is kept, in order."""
+
+    def __init__(self, rules: dict[str, Callable[[SimRequest], list[dict[str, Any]]]]) -> None:
+        self.rules = rules
+        self.policy = ScriptedPolicy([Rule(match=m, turns=[self._wrap(fn)] * 60) for m, fn in rules.items()])
+        self.seen: list[SimRequest] = []
+
+    def _wrap(self, fn: Callable[[SimRequest], list[dict[str, Any]]]) -> Callable[[SimRequest], list[dict[str, Any]]]:
+        def turn(req: SimRequest) -> list[dict[str, Any]]:
+            self.seen.append(req)
+            return fn(req)
+
+        return turn
+
+    def requests(self, marker: str) -> list[SimRequest]:
+        return [r for r in self.seen if marker in r.first_user_text]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    environment.update(
+        AGENTRAY_JOURNAL=str(tmp_path / "journal.sqlite3"), ANTHROPIC_API_KEY=KEY, PYTHONUNBUFFERED="1"
+    )
+    return environment
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    path = tmp_path / "ws"
+    path.mkdir()
+    return path
+
+
+def _cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [PY, "-m", "agentray.cli", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL, text=True,
+    )
+
+
+def _start(sim: Simulator, ws: Path, env: dict[str, str], goal: str = "GOAL: crash me") -> subprocess.Popen[str]:
+    return _cli(["run", goal, "--dir", str(ws), "--base-url", sim.base_url, "--model", "sim-model",
+                 "--on-escalation", "fail", "--json"], env)
+
+
+def _resume(run_id: str, sim: Simulator, env: dict[str, str]) -> subprocess.Popen[str]:
+    return _cli(["resume", run_id, "--base-url", sim.base_url, "--on-escalation", "fail", "--json"], env)
+
+
+def _running(token: str) -> bool:
+    for proc in psutil.process_iter(["cmdline"]):
+        if (proc.info.get("cmdline") or [])[:2] == ["sleep", token]:
+            return True
+    return False
+
+
+def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def _crash(cli: subprocess.Popen[str]) -> str:
+    """kill -9 the CLI; returns the run id it printed first."""
+    cli.send_signal(signal.SIGKILL)
+    out, _ = cli.communicate(timeout=10)
+    return str(json.loads(out.splitlines()[0])["run_id"])
+
+
+def _finish(cli: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str, str]:
+    out, err = cli.communicate(timeout=timeout)
+    return cli.returncode, out, err
+
+
+def _results(req: SimRequest) -> dict[str, Any]:
+    """The tool results of the request's last user message, by tool name (a list when repeated)."""
+    found: dict[str, Any] = {}
+    for view in req.all_tool_results:
+        found.setdefault(view.tool_name or "?", []).append(view)
+    return found
+
+
+# ------------------------------------------------------------------------------- a worker's turn
+
+
+def test_finished_calls_keep_their_results_and_only_the_running_one_is_interrupted(
+    tmp_path: Path, ws: Path, env: dict[str, str]
+) -> None:
+    token = f"{os.getpid() % 1000}.{time.monotonic_ns() % 10_000}"
+
+    def orchestrator(req: SimRequest) -> list[dict[str, Any]]:
+        if not req.tool_results_named("spawn_agent"):
+            return [tool_use("spawn_agent", task="W-TURN does three things")]
+        if not [r for r in req.tool_results_named("await_agents") if not r.is_error]:
+            return [tool_use("await_agents")]
+        return [tool_use("finish", summary="done", outcome="success")]
+
+    def worker(req: SimRequest) -> list[dict[str, Any]]:
+        if not req.tool_results_named("write_file"):
+            return [
+                tool_use("write_file", path="b.txt", content="B\n"),
+                tool_use("run_command", command="echo B >> append.log"),
+                tool_use("run_command", command=f"sleep {token}"),
+            ]
+        return [tool_use("complete", summary="after the crash")]
+
+    script = Script({"You are the orchestrator": orchestrator, "W-TURN": worker})
+    with Simulator(script.policy, api_keys={KEY}) as sim:
+        cli = _start(sim, ws, env)
+        _wait(lambda: _running(token), 30, "the third call")
+        run_id = _crash(cli)
+        assert (ws / "append.log").read_text() == "B\n"
+        code, _out, err = _finish(_resume(run_id, sim, env))
+        assert code == 0, err
+    assert (ws / "append.log").read_text() == "B\n"  # nothing ran twice
+    assert (ws / "b.txt").read_text() == "B\n"
+    after = script.requests("W-TURN")[-1]
+    results = _results(after)
+    assert not results["write_file"][0].is_error
+    first, second = results["run_command"]
+    assert not first.is_error and first.json["exit_code"] == 0  # the journaled result, unchanged
+    assert second.is_error and "interrupted" in second.text
+    db = sqlite3.connect(env["AGENTRAY_JOURNAL"])
+    rows = db.execute(
+        "select name, is_error, finished_at is not null from tool_calls where run_id = ? and agent_id = 'a002'"
+        " order by started_at", (run_id,)
+    ).fetchall()
+    assert [r[0] for r in rows[:3]] == ["write_file", "run_command", "run_command"]
+    assert all(r[2] for r in rows)  # every call has its end in the journal
+
+
+# ------------------------------------------------------------------------------- spawns
+
+
+def test_spawns_keep_their_agents_across_a_crash(tmp_path: Path, ws: Path, env: dict[str, str]) -> None:
+    token = f"{os.getpid() % 1000}.{time.monotonic_ns() % 10_000 + 1}"
+
+    def orchestrator(req: SimRequest) -> list[dict[str, Any]]:
+        if not req.tool_results_named("spawn_agent"):
+            return [
+                tool_use("spawn_agent", task="W-ONE works"),
+                tool_use("spawn_agent", task="W-TWO works"),
+                tool_use("sleep", seconds=600),
+            ]
+        if not [r for r in req.tool_results_named("await_agents") if not r.is_error]:
+            return [tool_use("await_agents")]
+        return [tool_use("finish", summary="done", outcome="success")]
+
+    def busy(req: SimRequest) -> list[dict[str, Any]]:
+        if not req.tool_results_named("run_command"):
+            return [tool_use("run_command", command=f"sleep {token}")]
+        return [tool_use("complete", summary="worked")]
+
+    script = Script({"You are the orchestrator": orchestrator, "W-ONE": busy, "W-TWO": busy})
+    with Simulator(script.policy, api_keys={KEY}) as sim:
+        cli = _start(sim, ws, env)
+        _wait(lambda: len(script.requests("W-")) >= 2 and _running(token), 30, "both workers")
+        run_id = _crash(cli)
+        code, _out, err = _finish(_resume(run_id, sim, env))
+        assert code == 0, err
+    after = next(r for r in script.requests("You are the orchestrator") if r.tool_results_named("spawn_agent"))
+    spawns = after.tool_results_named("spawn_agent")
+    assert [s.json["agent_id"] for s in spawns] == ["a002", "a003"]  # the agents that exist
+    assert not any(s.is_error for s in spawns)
+    db = sqlite3.connect(env["AGENTRAY_JOURNAL"])
+    agents = db.execute("select agent_id, status from agents where run_id = ? order by agent_id", (run_id,)).fetchall()
+    assert agents == [("a001", "done"), ("a002", "done"), ("a003", "done")]
+
+
+# ------------------------------------------------------------------------------- one owner
+
+
+def test_two_resumes_at_once_exactly_one_proceeds(tmp_path: Path, ws: Path, env: dict[str, str]) -> None:
+    token = f"{os.getpid() % 1000}.{time.monotonic_ns() % 10_000 + 2}"
+
+    def orchestrator(req: SimRequest) -> list[dict[str, Any]]:
+        if not req.tool_results_named("spawn_agent"):
+            return [tool_use("spawn_agent", task="W-SLOW appends, then sleeps")]
+        if not [r for r in req.tool_results_named("await_agents") if not r.is_error]:
+            return [tool_use("await_agents")]
+        return [tool_use("finish", summary="done", outcome="success")]
+
+    def worker(req: SimRequest) -> list[dict[str, Any]]:
+        commands = req.tool_results_named("run_command")
+        if not commands:
+            return [tool_use("run_command", command=f"echo once >> append.log; sleep {token}")]
+        if len(commands) == 1:  # resumed: its first command was interrupted
+            return [tool_use("run_command", command="echo resumed >> resumed.log; sleep 2")]
+        return [tool_use("complete", summary="done")]
+
+    script = Script({"You are the orchestrator": orchestrator, "W-SLOW": worker})
+    with Simulator(script.policy, api_keys={KEY}) as sim:
+        cli = _start(sim, ws, env)
+        _wait(lambda: _running(token), 30, "the worker's command")
+        run_id = _crash(cli)
+        first, second = _resume(run_id, sim, env), _resume(run_id, sim, env)
+        outcomes = sorted([_finish(first), _finish(second)], key=lambda o: o[0])
+    (ok_code, _, ok_err), (busy_code, busy_out, busy_err) = outcomes
+    assert ok_code == 0, ok_err
+    assert busy_code == 2 and busy_out == ""
+    assert len(busy_err.splitlines()) == 1
+    assert f"run {run_id} is being driven by process " in busy_err
+    assert (ws / "resumed.log").read_text() == "resumed\n"  # the resumed step ran once
+    assert (ws / "append.log").read_text() == "once\n"

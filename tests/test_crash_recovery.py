@@ -231,3 +231,9 @@ def test_two_resumes_at_once_exactly_one_proceeds(tmp_path: Path, ws: Path, env:
     assert f"run {run_id} is being driven by process " in busy_err
     assert (ws / "resumed.log").read_text() == "resumed\n"  # the resumed step ran once
     assert (ws / "append.log").read_text() == "once\n"
+
+
+def test_stop_all_after_a_crash_says_nothing_is_running(tmp_path: Path, env: dict[str, str]) -> None:
+    done = subprocess.run([PY, "-m", "agentray.cli", "stop", "--all"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0
+    assert done.stdout.startswith("no run is running; nothing to stop")

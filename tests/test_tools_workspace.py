@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -168,14 +169,16 @@ def test_read_errors_and_clipping(layout: tuple[Workspace, Path]) -> None:
     with pytest.raises(ToolError, match="directory"):
         ws.read_file("dir")
     (ws.root / "blob.bin").write_bytes(b"\x89PNG\r\n\x00\x00\x01")
-    with pytest.raises(ToolError, match="binary"):
+    with pytest.raises(ToolError, match=r"blob.bin is a binary file, 9 bytes"):
         ws.read_file("blob.bin")
     (ws.root / "long.txt").write_text("a" * 100_000 + "\nshort\n")
     result = ws.read_file("long.txt")
     first, second = result["content"].split("\n")
-    assert len(first) < 2100 and first.endswith("[line clipped]")
+    assert len(first) < 2100 and first.endswith("[line clipped; 100000 bytes in all]")
+    assert first.startswith("    1\t" + "a" * 2000 + " …")
     assert second == "    2\tshort"
     assert result["total_lines"] == 2
+    assert "clipped" in result["note"]
     (ws.root / "empty.txt").write_text("")
     assert ws.read_file("empty.txt")["total_lines"] == 0
 
@@ -291,6 +294,143 @@ def test_search_files(tree: Workspace) -> None:
     assert len(capped["matches"]) == 1 and capped["truncated"] is True
     with pytest.raises(ToolError, match="bad regular expression"):
         tree.search_files("([unclosed")
+
+
+# ----------------------------------------------------------------------------- non-UTF-8 names
+#
+# Convention: a byte that is not valid UTF-8 is shown as \xHH, a backslash of the name as \\.
+
+
+def _names(folder: Path) -> set[bytes]:
+    return set(os.listdir(os.fsencode(folder)))
+
+
+def _json_bytes(result: dict[str, Any]) -> bytes:
+    """What the engine does with a result (json, then UTF-8 for the journal and the API)."""
+    return json.dumps(result, ensure_ascii=False).encode("utf-8")
+
+
+@pytest.fixture
+def odd_names(layout: tuple[Workspace, Path]) -> Workspace:
+    ws, _ = layout
+    root = os.fsencode(ws.root)
+    with open(os.path.join(root, b"caf\xe9.txt"), "wb") as f:  # Latin-1 "café.txt"
+        f.write(b"latin one\nneedle in latin\n")
+    os.mkdir(os.path.join(root, b"d\xff"))
+    with open(os.path.join(root, b"d\xff", b"x.txt"), "wb") as f:
+        f.write(b"needle deep\n")
+    (ws.root / "ok.txt").write_text("needle plain\n")
+    return ws
+
+
+def test_non_utf8_names_are_listed_escaped(odd_names: Workspace) -> None:
+    listing = odd_names.list_files()
+    assert listing["files"] == ["caf\\xe9.txt", "d\\xff/x.txt", "ok.txt"]
+    assert "\\xHH" in listing["note"]
+    _json_bytes(listing)  # no UnicodeEncodeError
+    assert odd_names.list_files(glob="*.txt")["files"] == listing["files"]
+    assert odd_names.list_files(glob="caf\\xe9*")["files"] == ["caf\\xe9.txt"]
+    assert odd_names.list_files("d\\xff")["files"] == ["d\\xff/x.txt"]
+    assert "note" not in odd_names.list_files(glob="ok.*")  # plain names: no note
+
+
+def test_non_utf8_names_are_searched_escaped(odd_names: Workspace) -> None:
+    found = odd_names.search_files("needle")
+    assert found["matches"] == [  # a folder's files come before its subfolders
+        {"path": "caf\\xe9.txt", "line": 2, "text": "needle in latin"},
+        {"path": "ok.txt", "line": 1, "text": "needle plain"},
+        {"path": "d\\xff/x.txt", "line": 1, "text": "needle deep"},
+    ]
+    assert "\\xHH" in found["note"]
+    _json_bytes(found)
+    assert [m["path"] for m in odd_names.search_files("needle", "d\\xff")["matches"]] == [
+        "d\\xff/x.txt"
+    ]
+
+
+def test_escaped_names_round_trip_through_read_write_edit(odd_names: Workspace) -> None:
+    ws = odd_names
+    read = ws.read_file("caf\\xe9.txt")
+    assert read["path"] == "caf\\xe9.txt" and read["content"] == "    1\tlatin one\n    2\tneedle in latin"
+    _json_bytes(read)
+    assert ws.edit_file("caf\\xe9.txt", "latin one", "edited") == {
+        "path": "caf\\xe9.txt",
+        "replacements": 1,
+    }
+    assert ws.write_file("d\\xff/x.txt", "rewritten\n")["created"] is False
+    created = ws.write_file("new\\xe9\\xe8.txt", "fresh\n")
+    assert created == {"path": "new\\xe9\\xe8.txt", "bytes_written": 6, "created": True}
+    root = os.fsencode(ws.root)
+    assert _names(ws.root) == {b"caf\xe9.txt", b"d\xff", b"ok.txt", b"new\xe9\xe8.txt"}
+    with open(os.path.join(root, b"caf\xe9.txt"), "rb") as f:
+        assert f.read() == b"edited\nneedle in latin\n"
+    with open(os.path.join(root, b"d\xff", b"x.txt"), "rb") as f:
+        assert f.read() == b"rewritten\n"
+    # what list_files shows is exactly what read_file takes
+    for shown in ws.list_files()["files"]:
+        assert ws.read_file(shown)["path"] == shown
+
+
+def test_valid_utf8_name_holding_a_backslash(layout: tuple[Workspace, Path]) -> None:
+    ws, _ = layout
+    (ws.root / "a\\b.txt").write_text("back\n")  # one real backslash in the name
+    (ws.root / "café.txt").write_text("utf8\n")
+    listing = ws.list_files()
+    assert listing["files"] == ["a\\\\b.txt", "café.txt"]  # shown doubled
+    assert ws.read_file("a\\\\b.txt")["content"] == "    1\tback"
+    assert ws.read_file("a\\b.txt")["path"] == "a\\\\b.txt"  # an undoubled one still reaches it
+    assert ws.read_file("café.txt")["path"] == "café.txt"  # valid UTF-8 stays as it is
+    assert ws.read_file("caf\\xc3\\xa9.txt")["path"] == "café.txt"  # its bytes, escaped
+    ws.write_file("a\\\\b.txt", "changed\n")
+    assert (ws.root / "a\\b.txt").read_text() == "changed\n"
+    assert _names(ws.root) == {b"a\\b.txt", "café.txt".encode()}
+
+
+def test_name_holding_the_escape_sequence_literally(layout: tuple[Workspace, Path]) -> None:
+    ws, _ = layout
+    (ws.root / "caf\\xe9.txt").write_text("literal\n")  # the 4 characters \ x e 9
+    with open(os.path.join(os.fsencode(ws.root), b"caf\xe9.txt"), "wb") as f:
+        f.write(b"latin\n")
+    listing = ws.list_files()["files"]
+    assert sorted(listing) == ["caf\\\\xe9.txt", "caf\\xe9.txt"]  # distinct, no collision
+    assert ws.read_file("caf\\\\xe9.txt")["content"] == "    1\tliteral"
+    assert ws.read_file("caf\\xe9.txt")["content"] == "    1\tlatin"
+    ws.write_file("caf\\\\xe9.txt", "literal 2\n")
+    assert (ws.root / "caf\\xe9.txt").read_text() == "literal 2\n"
+    with open(os.path.join(os.fsencode(ws.root), b"caf\xe9.txt"), "rb") as f:
+        assert f.read() == b"latin\n"
+    # \xHH below 80 is no escape: it stays text (it can never spell "/", "." or NUL)
+    (ws.root / "x\\x41.txt").write_text("not A\n")
+    assert ws.read_file("x\\x41.txt")["path"] == "x\\\\x41.txt"
+
+
+def test_confinement_holds_for_escaped_names(layout: tuple[Workspace, Path]) -> None:
+    ws, outside = layout
+    root = os.fsencode(ws.root)
+    os.symlink(os.fsencode(outside), os.path.join(root, b"l\xe9nk"))
+    os.symlink(os.fsencode(outside / "secret.txt"), os.path.join(root, b"s\xe9cret"))
+    before = _snapshot(outside)
+    for bad in ("l\\xe9nk/secret.txt", "s\\xe9cret", "../caf\\xe9.txt", "d\\xff/../../x\\xe9"):
+        with pytest.raises(ConfinementError):
+            ws.read_file(bad)
+        with pytest.raises(ConfinementError):
+            ws.write_file(bad, "pwned")
+    with pytest.raises(ConfinementError, match="absolute"):
+        ws.read_file(os.fsdecode(root) + "/caf\\xe9.txt")
+    with pytest.raises(ConfinementError):
+        ws.list_files("l\\xe9nk")
+    with pytest.raises(ConfinementError, match="agent-responses"):
+        ws.write_file("agent-responses/\\xe9.md", "x")
+    # an escape below 80 is not decoded, so "\x2e\x2e/" is a plain (missing) folder name
+    with pytest.raises(ToolError, match="no such file"):
+        ws.read_file("\\x2e\\x2e/outside/secret.txt")
+    # a lone surrogate that no file name can hold is refused, not a crash
+    with pytest.raises(ConfinementError, match="no file name") as refused:
+        ws.read_file("bad\ud800.txt")
+    str(refused.value).encode("utf-8")  # the message itself is safe to send
+    assert _snapshot(outside) == before
+    assert "s\\xe9cret" in ws.list_files()["files"]  # listed, but never read through
+    assert ws.search_files("SECRET")["matches"] == []
 
 
 # ----------------------------------------------------------------------------- argument types

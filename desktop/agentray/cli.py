@@ -211,7 +211,7 @@ async def _drive(
         await engine.aclose()
     if outcome.status != "succeeded" and not json_lines:
         sys.stderr.write(f"agentray: run {run_id} {outcome.status}: {outcome.summary}\n")
-        if outcome.status in ("interrupted", "cancelled", "failed") and outcome.fatal_error is None:
+        if outcome.status in ("interrupted", "cancelled", "failed") and outcome.resumable:
             sys.stderr.write(f"agentray: resume it with `agentray resume {run_id}`\n")
     if after and not json_lines:
         sys.stdout.write(after.format(run_id=run_id))
@@ -457,7 +457,11 @@ def cmd_stop(args: argparse.Namespace) -> int:
     journal.mark_interrupted_runs()
     if args.all:
         stopped = journal.request_stop_all()
-        print(f"stop requested for {len(stopped)} runs" + (f": {', '.join(stopped)}" if stopped else ""))
+        if not stopped:
+            print("no run is running; nothing to stop (`agentray runs` lists the interrupted ones)")
+            return EXIT_OK
+        noun = "run" if len(stopped) == 1 else "runs"
+        print(f"stop requested for {len(stopped)} {noun}: {', '.join(stopped)}; they stop within a second")
         return EXIT_OK
     row = journal.get_run(args.run)
     if row is None:

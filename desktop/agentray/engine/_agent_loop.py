@@ -41,7 +41,7 @@ async def run_agent(run: Run, agent: AgentState, *, resumed: bool = False) -> No
     except _TurnLimit as error:
         _fail(run, agent, str(error))
         if agent.is_orchestrator:
-            run.conclude("failed", f"the orchestrator stopped: {error}")
+            run.conclude("failed", f"the orchestrator stopped: {error}", resumable=False)
     except _ProgressUnwritable as error:
         run.slots.release(agent.agent_id)
         _fail(run, agent, str(error))

@@ -236,6 +236,12 @@ class Engine:
         }
         if changes:
             config = config.replace(**changes)
+        spent = [a for a in self.journal.list_agents(row.run_id) if a.role == "orchestrator" and a.turns >= config.max_turns]
+        if spent:
+            raise BadInputError(
+                f"run {row.run_id} cannot be resumed: its orchestrator used all {config.max_turns} of its "
+                "turns; start a new run with a narrower goal"
+            )
         self._sandbox_for(config)  # refuse before touching anything when no sandbox is available
         if changes:
             self.journal.update_run(row.run_id, config=config.to_dict())

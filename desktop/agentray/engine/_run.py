@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from agentray import events as ev
-from agentray.errors import ModelAuthError, ModelNotFoundError, ToolError
+from agentray.errors import JournalError, ModelAuthError, ModelNotFoundError, ToolError
 from agentray.journal import Journal
 from agentray.model._types import ModelClient, Usage
 from agentray.sandbox import Sandbox
@@ -67,6 +67,7 @@ class RunOutcome:
     status: str  # succeeded | failed | cancelled | interrupted
     summary: str
     fatal_error: BaseException | None = None
+    resumable: bool = True  # False: resuming would fail the same way (a fatal error, a spent limit)
 
 
 class Run:
@@ -605,16 +606,21 @@ class Run:
         if self._main_task is not None and not self._main_task.done():
             self._main_task.cancel()
 
-    def conclude(self, status: str, summary: str, fatal: BaseException | None = None) -> None:
+    def conclude(
+        self, status: str, summary: str, fatal: BaseException | None = None, *, resumable: bool = True
+    ) -> None:
         """The run ends normally (finish, or the orchestrator failed): let main wind down."""
         if self.outcome is None:
-            self.outcome = RunOutcome(status, summary, fatal)
+            self.outcome = RunOutcome(status, summary, fatal, resumable=resumable and fatal is None)
         self.finished.set()
 
     async def main(self, starters: list[tuple[AgentState, bool]]) -> RunOutcome:
         """Run to the end. ``starters``: (agent, resumed) pairs to start at once."""
         self._main_task = asyncio.current_task()
         try:
+            if self.outcome is not None:
+                # stopped before this task first ran: request_stop had nothing to cancel yet
+                raise asyncio.CancelledError
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 watcher = tg.create_task(self._watch_stop_requests(), name=f"stop-watch-{self.run_id}")
@@ -656,15 +662,21 @@ class Run:
         for escalation in list(self.escalations.values()):
             if not escalation.future.done():
                 escalation.future.cancel()
-        self.journal.update_run(
-            self.run_id,
-            status=outcome.status,
-            summary=outcome.summary,
-            ended_at=time.time(),
-            cost_usd=self.cost_usd,
-            tokens=self.tokens,
-        )
-        self.journal.add_event(self.run_id, "run_finished", {"status": outcome.status, "summary": outcome.summary})
+        try:
+            self.journal.update_run(
+                self.run_id,
+                status=outcome.status,
+                summary=outcome.summary,
+                ended_at=time.time(),
+                cost_usd=self.cost_usd,
+                tokens=self.tokens,
+            )
+            self.journal.clear_stop_request(self.run_id)  # a request for a run that ended is moot
+            self.journal.add_event(self.run_id, "run_finished", {"status": outcome.status, "summary": outcome.summary})
+        except JournalError as error:
+            # (a full disk): the outcome still reaches the caller; the row stays "running" and
+            # the next `agentray runs` marks it interrupted, so it can be resumed
+            log.error("run %s: the journal could not record its end: %s", self.run_id, error)
         self.publish(
             ev.RunFinished(
                 run_id=self.run_id, status=outcome.status, summary=outcome.summary, cost_usd=self.cost_usd

@@ -43,9 +43,16 @@ async def spawn_agent(run: Run, agent: AgentState, args: dict[str, Any]) -> dict
     if run.budget_usd is not None and run.cost_usd >= run.budget_usd:
         raise ToolError(f"spawn refused by cap budget_usd={run.budget_usd:.2f}: ${run.cost_usd:.2f} spent")
     depends_on = tuple(dict.fromkeys(args.get("depends_on") or ()))
+    ancestors = _lineage(run, agent)
     for dep in depends_on:
         if dep not in run.agents:
             raise ToolError(f"spawn_agent: unknown agent in depends_on: {dep}")
+        if dep in ancestors:
+            who = "you" if dep == agent.agent_id else f"{dep}, an ancestor of yours"
+            raise ToolError(
+                f"spawn_agent: depends_on names {who}; it cannot be done before the new agent is, "
+                "so the new agent would wait forever"
+            )
     mitigates = args.get("mitigates")
     target = None
     if mitigates:
@@ -70,6 +77,16 @@ async def spawn_agent(run: Run, agent: AgentState, args: dict[str, Any]) -> dict
     run.progress(agent, "UPDATE", f"spawned {child.agent_id} ({role}): {child.title}")
     run.start_agent(child)
     return result
+
+
+def _lineage(run: Run, agent: AgentState) -> set[str]:
+    """The agent and every agent above it."""
+    found: set[str] = set()
+    current: AgentState | None = agent
+    while current is not None and current.agent_id not in found:
+        found.add(current.agent_id)
+        current = run.agents.get(current.parent_id) if current.parent_id else None
+    return found
 
 
 def _mitigation_target(run: Run, agent_id: str) -> AgentState:
@@ -470,7 +487,8 @@ READ_TOOLS = {
     for t in (
         Tool(
             "read_file",
-            "Read a text file of the workspace, with line numbers.",
+            "Read a text file of the workspace, with line numbers; large files come in pages "
+            "(next_offset). File names that are not UTF-8 are written with \\xHH escapes.",
             {
                 "path": prop(_S, "Path relative to the workspace."),
                 "offset": prop(_I, "First line (0-based).", minimum=0),
@@ -481,13 +499,15 @@ READ_TOOLS = {
         ),
         Tool(
             "list_files",
-            "List files under a folder of the workspace (recursive).",
+            "List files under a folder of the workspace (recursive). Bytes of a name that are not "
+            "UTF-8 are shown as \\xHH (a real backslash as \\\\); use the name as shown.",
             {"path": prop(_S, "Folder (default: the workspace)."), "glob": prop(_S, "Filter such as *.py.")},
             list_files,
         ),
         Tool(
             "search_files",
-            "Search file contents with a regular expression.",
+            "Search file contents with a regular expression (binary and very large files are "
+            "skipped and counted).",
             {
                 "pattern": prop(_S, "Python regular expression."),
                 "path": prop(_S, "Folder (default: the workspace)."),

@@ -5,24 +5,35 @@ the nearest existing parent of a file that does not exist yet) and refused when 
 outside the root. Final components are opened with O_NOFOLLOW and writes go through ``os.replace``
 (which replaces a symlink rather than following it), so swapping in a symlink after the check
 cannot redirect a read or write of the file itself.
+
+Names that are not valid UTF-8 are shown with ``\\xHH`` escapes (and a backslash that is part of a
+name as ``\\\\``) and are accepted back in that form; see :mod:`agentray.tools._names`.
+
+``read_file`` streams: it reads up to its window (plus a bounded look-ahead to count the lines),
+never the whole of a big file, and its memory is bounded whatever the line lengths.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
+import json
 import os
 import re
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from agentray.errors import ConfinementError, ToolError
+from agentray.tools._names import NAME_ESCAPE_NOTE, is_escaped, parse_name, show_name
 
-__all__ = ["ENGINE_DIR", "SKIP_DIRS", "Workspace"]
+__all__ = ["ENGINE_DIR", "SKIP_DIRS", "Workspace", "finish_in_thread"]
+
+_T = TypeVar("_T")
 
 ENGINE_DIR = "agent-responses"  # the engine writes progress files here; agents may only read
 SKIP_DIRS = frozenset(
@@ -33,8 +44,11 @@ MAX_LINE_CHARS = 2000  # read_file clips longer lines
 MAX_MATCH_CHARS = 300  # search_files clips the text of a matching line
 MAX_EDIT_BYTES = 10 * 1024 * 1024
 MAX_SEARCH_BYTES = 5 * 1024 * 1024  # bigger files are skipped by search_files
-_SNIFF_BYTES = 8192
+_SNIFF_BYTES = 8192  # a NUL byte in the first 8 KiB makes a file binary
 _READ_CHUNK = 65536
+_KEEP_LINE_BYTES = MAX_LINE_CHARS * 4  # enough bytes for MAX_LINE_CHARS characters of UTF-8
+_COUNT_AHEAD_BYTES = 4 * 1024 * 1024  # read_file counts the lines after its window this far
+_RESULT_OVERHEAD_CHARS = 1000  # room for the other fields of a read_file result
 _NEW_FILE_MODE = 0o644
 
 
@@ -90,6 +104,159 @@ def _glob_matches(rel: str, glob: str) -> bool:
     return glob.startswith("**/") and fnmatchcase(rel, glob[3:])
 
 
+class _LineReader:
+    """The lines of a binary file, read in chunks: bounded memory whatever the line lengths.
+
+    Lines end at b"\\n" (a final line without one counts); a b"\\r" before it is dropped.
+    """
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self._buf = b""
+        self._pos = 0
+        self._in_line = False  # bytes of the current line were already consumed
+        self.eof = False
+
+    def _fill(self) -> bool:
+        """Make unread bytes available; False at the end of the file."""
+        if self._pos < len(self._buf):
+            return True
+        if self.eof:
+            return False
+        chunk = self._f.read(_READ_CHUNK)
+        if not chunk:
+            self.eof = True
+            return False
+        self._buf, self._pos = chunk, 0
+        return True
+
+    def skip(self, n: int) -> int:
+        """Skip ``n`` lines; return how many there were (fewer at the end of the file)."""
+        done = 0
+        while done < n:
+            if not self._fill():
+                if self._in_line:
+                    done += 1
+                    self._in_line = False
+                return done
+            buf, pos = self._buf, self._pos
+            count = buf.count(b"\n", pos)
+            if count >= n - done:
+                for _ in range(n - done):
+                    pos = buf.index(b"\n", pos) + 1
+                self._pos = pos
+                self._in_line = False
+                return n
+            done += count
+            self._pos = len(buf)
+            self._in_line = buf[-1:] != b"\n"
+        return done
+
+    def line(self, keep: int, scan_limit: int | None = None) -> tuple[bytes, int, bool] | None:
+        """The next line: (its first ``keep`` bytes, its length in bytes, whether its end was seen).
+
+        With ``scan_limit``, gives up looking for the end after that many bytes. None at the end.
+        """
+        parts: list[bytes] = []
+        kept = length = 0
+        last = b""
+        while True:
+            if not self._fill():
+                self._in_line = False
+                if length == 0 and not parts:
+                    return None
+                break
+            buf, pos = self._buf, self._pos
+            newline = buf.find(b"\n", pos)
+            end = len(buf) if newline < 0 else newline
+            if kept < keep and end > pos:
+                piece = buf[pos : min(end, pos + keep - kept)]
+                parts.append(piece)
+                kept += len(piece)
+            if end > pos:
+                length += end - pos
+                last = buf[end - 1 : end]
+            if newline >= 0:
+                self._pos = newline + 1
+                self._in_line = False
+                break
+            self._pos = end
+            self._in_line = True
+            if scan_limit is not None and length >= scan_limit:
+                return b"".join(parts), length, False
+        data = b"".join(parts)
+        if last == b"\r":
+            length -= 1
+            if len(data) > length:
+                data = data[:length]
+        return data, length, True
+
+    def count_rest(self, budget: int) -> tuple[int, bool]:
+        """Count the lines left, reading at most about ``budget`` bytes: (count, reached the end)."""
+        count = scanned = 0
+        while True:
+            if self._pos >= len(self._buf) and scanned >= budget:
+                return count, False
+            if not self._fill():
+                if self._in_line:
+                    count += 1
+                    self._in_line = False
+                return count, True
+            buf, pos = self._buf, self._pos
+            count += buf.count(b"\n", pos)
+            scanned += len(buf) - pos
+            self._pos = len(buf)
+            self._in_line = buf[-1:] != b"\n"
+
+
+def _read_head(f: IO[bytes], size: int) -> bytes:
+    parts: list[bytes] = []
+    got = 0
+    while got < size:
+        chunk = f.read(size - got)
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def _render_line(data: bytes, length: int, complete: bool) -> tuple[str, bool, bool]:
+    """A line as shown: (text, clipped, held bytes that are not UTF-8)."""
+    if b"\0" in data:
+        return (f"[binary data, {length} bytes]" if complete else "[binary data]"), False, False
+    cut = len(data) < length or not complete
+    text = data.decode("utf-8", errors="replace")
+    bad = False
+    if "\ufffd" in text:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            # a character split by the clipping is not the file's fault
+            bad = not (cut and exc.start >= len(data) - 3 and exc.reason == "unexpected end of data")
+    if cut or len(text) > MAX_LINE_CHARS:
+        size = f"{length} bytes in all" if complete else f"more than {length} bytes"
+        return text[:MAX_LINE_CHARS] + f" …[line clipped; {size}]", True, bad
+    return text, False, bad
+
+
+async def finish_in_thread(fn: Callable[..., _T], *args: Any) -> _T:
+    """Run a blocking file tool in a worker thread, off the event loop.
+
+    If the caller is cancelled meanwhile, the thread's work (a write, say) is let land before the
+    cancellation goes on, so a cancelled call never leaves a write behind it that happens later.
+    """
+    task = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if not task.done():
+            await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # retrieved: the cancellation is what the caller hears
+        raise
+
+
 class Workspace:
     """The directory an agent works in; every file tool goes through :meth:`resolve`."""
 
@@ -109,27 +276,36 @@ class Workspace:
     # ----------------------------------------------------------------------------- paths
 
     def resolve(self, path: str, *, for_write: bool = False) -> Path:
-        """The real absolute path for ``path`` (relative to the root), or ConfinementError."""
+        """The real absolute path for ``path`` (relative to the root), or ConfinementError.
+
+        ``path`` is in the shown form: ``\\xHH`` escapes and doubled backslashes are decoded first
+        (:func:`parse_name`), and every check below applies to the name they decode to.
+        """
         _check_str(path, "path")
         if path.strip() == "":
             raise ConfinementError("path must not be empty; use '.' for the workspace root")
         if "\0" in path:
             raise ConfinementError("path must not contain NUL bytes")
+        given = path  # messages quote the path as the model gave it
+        try:
+            path = parse_name(path)
+        except ValueError as exc:
+            raise ConfinementError(f"path {given!r} refused: {exc}") from None
         if path.startswith("~"):
             raise ConfinementError(
-                f"path {path!r} starts with '~'; paths are relative to the workspace and '~' is not expanded"
+                f"path {given!r} starts with '~'; paths are relative to the workspace and '~' is not expanded"
             )
         if os.path.isabs(path):
             raise ConfinementError(
-                f"absolute path {path!r} refused; give a path relative to the workspace root"
+                f"absolute path {given!r} refused; give a path relative to the workspace root"
             )
         try:
             # realpath follows every existing symlink (dangling ones too) and resolves the rest lexically.
             real = Path(os.path.realpath(self.root / path))
         except (OSError, ValueError) as exc:
-            raise ConfinementError(f"cannot resolve path {path!r}: {exc}") from None
+            raise ConfinementError(f"cannot resolve path {given!r}: {exc}") from None
         if real != self.root and not real.is_relative_to(self.root):
-            raise ConfinementError(f"path {path!r} leads outside the workspace; refused")
+            raise ConfinementError(f"path {given!r} leads outside the workspace; refused")
         if for_write:
             parts = real.relative_to(self.root).parts
             if parts and parts[0].casefold() == ENGINE_DIR:
@@ -139,8 +315,9 @@ class Workspace:
         return real
 
     def _rel(self, real: Path) -> str:
+        """The shown form of a real path inside the workspace (see :func:`show_name`)."""
         rel = real.relative_to(self.root).as_posix()
-        return rel if rel else "."
+        return show_name(rel) if rel else "."
 
     def _inside(self, real: Path) -> bool:
         return real == self.root or real.is_relative_to(self.root)
@@ -167,37 +344,107 @@ class Workspace:
 
     # ----------------------------------------------------------------------------- tools
 
-    def read_file(self, path: str, offset: int = 0, limit: int = 2000) -> dict[str, Any]:
-        """Lines ``[offset, offset + limit)`` (0-based offset), numbered from 1 like ``cat -n``."""
+    def read_file(
+        self, path: str, offset: int = 0, limit: int = 2000, *, max_chars: int | None = None
+    ) -> dict[str, Any]:
+        """Lines ``[offset, offset + limit)`` (0-based offset), numbered from 1 like ``cat -n``.
+
+        Streams: reads up to the window and then counts at most a few MiB more lines, so a huge
+        file costs about as much as a small one (``total_lines`` is None when the end was not
+        reached). ``max_chars`` bounds the result's JSON size: it stops at a whole line before and
+        says where to go on (``next_offset``). A file with a NUL byte in its first 8 KiB is
+        binary: a ToolError that gives its size.
+        """
         _check_str(path, "path")
         _check_int(offset, "offset", minimum=0)
         _check_int(limit, "limit", minimum=1)
+        if max_chars is not None:
+            _check_int(max_chars, "max_chars", minimum=1)
         real = self.resolve(path)
         shown = self._rel(real)
-        fd, _ = self._open_regular(real, shown)
-        with os.fdopen(fd, "rb") as raw:
-            if _looks_binary(raw.read(_SNIFF_BYTES)):
-                raise ToolError(f"{shown} is a binary file; read_file only shows text")
-            raw.seek(0)
-            out: list[str] = []
-            total = 0
-            with io.TextIOWrapper(raw, encoding="utf-8", errors="replace") as f:
-                for number, (line, clipped) in enumerate(_iter_lines(f), start=1):
-                    total = number
-                    if offset < number <= offset + limit:
-                        if clipped or len(line) > MAX_LINE_CHARS:
-                            line = line[:MAX_LINE_CHARS] + " …[line clipped]"
-                        out.append(f"{number:5d}\t{line}")
-        if offset > 0 and offset >= total:
+        fd, st = self._open_regular(real, shown)
+        budget = None if max_chars is None else max_chars - _RESULT_OVERHEAD_CHARS
+        out: list[str] = []
+        used = 0
+        clipped_any = bad_utf8 = over_budget = False
+        total: int | None = None
+        with os.fdopen(fd, "rb", buffering=0) as f:
+            head = _read_head(f, _SNIFF_BYTES)
+            if _looks_binary(head):
+                raise ToolError(
+                    f"{shown} is a binary file, {st.st_size} bytes (a NUL byte in its first "
+                    f"{_SNIFF_BYTES} bytes); read_file only shows text"
+                )
+            f.seek(0)
+            lines = _LineReader(f)
+            consumed = lines.skip(offset)  # lines read so far (shown or not)
+            at_end = consumed < offset
+            mid_line = False  # a line so long that its end was not looked for: stop there
+            while not at_end and len(out) < limit:
+                got = lines.line(_KEEP_LINE_BYTES, _COUNT_AHEAD_BYTES)
+                if got is None:
+                    at_end = True
+                    break
+                consumed += 1
+                mid_line = not got[2]
+                text, clipped, bad = _render_line(*got)
+                row = f"{consumed:5d}\t{text}"
+                cost = len(json.dumps(row, ensure_ascii=False))
+                if budget is not None and out and used + cost > budget:
+                    over_budget = True  # read but not shown: counted below with the rest
+                    break
+                out.append(row)
+                used += cost
+                clipped_any |= clipped
+                bad_utf8 |= bad
+                if mid_line:
+                    break
+            if at_end:
+                total = consumed
+            elif not mid_line:
+                rest, reached_end = lines.count_rest(_COUNT_AHEAD_BYTES)
+                if reached_end:
+                    total = consumed + rest
+        if offset > 0 and total is not None and offset >= total:
             raise ToolError(f"offset {offset} is past the end of {shown}, which has {total} lines")
-        return {
+        returned = len(out)
+        truncated = total is None or offset + returned < total
+        result: dict[str, Any] = {
             "path": shown,
             "content": "\n".join(out),
             "total_lines": total,
             "offset": offset,
-            "lines_returned": len(out),
-            "truncated": offset + len(out) < total,
+            "lines_returned": returned,
+            "truncated": truncated,
+            "size_bytes": st.st_size,
         }
+        notes: list[str] = []
+        if truncated:
+            result["next_offset"] = offset + returned
+        if over_budget:
+            notes.append(
+                f"stopped after {returned} lines to fit the tool output; "
+                f"read on with offset={offset + returned}"
+            )
+        if mid_line and not over_budget:
+            notes.append(
+                f"line {consumed} is longer than {_COUNT_AHEAD_BYTES} bytes: reading stopped "
+                "there without looking for its end"
+            )
+        if total is None:
+            notes.append(
+                f"large file ({st.st_size} bytes): only read up to line {offset + returned} and "
+                "a few MiB beyond, so the total line count is unknown"
+            )
+        if clipped_any:
+            notes.append(f"lines longer than {MAX_LINE_CHARS} characters are clipped")
+        if bad_utf8:
+            notes.append("bytes that are not valid UTF-8 are shown as \ufffd")
+        if is_escaped(shown):
+            notes.append(NAME_ESCAPE_NOTE)
+        if notes:
+            result["note"] = "; ".join(notes)
+        return result
 
     def write_file(self, path: str, content: str) -> dict[str, Any]:
         """Write ``content`` (UTF-8) atomically, creating parent directories."""
@@ -235,7 +482,7 @@ class Workspace:
             raise ConfinementError(f"path {shown!r} leads outside the workspace; refused")
         mode = stat.S_IMODE(st.st_mode) if st is not None else _NEW_FILE_MODE
         try:
-            fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{real.name}.", suffix=".tmp")
+            fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{real.name[:64]}.", suffix=".tmp")
         except OSError as exc:
             raise ToolError(f"cannot write {shown}: {exc.strerror or exc}") from None
         try:
@@ -305,13 +552,16 @@ class Workspace:
     def _base_dir(self, path: str) -> Path:
         base = self.resolve(path)
         if not base.exists():
-            raise ToolError(f"no such file or directory: {path}")
+            raise ToolError(f"no such file or directory: {self._rel(base)}")
         return base
 
     def list_files(
         self, path: str = ".", glob: str | None = None, limit: int = 500
     ) -> dict[str, Any]:
-        """Files under ``path`` (recursively), as sorted paths relative to the workspace root."""
+        """Files under ``path`` (recursively), as sorted paths relative to the workspace root.
+
+        Names are in the shown form (:func:`show_name`); ``glob`` matches that form.
+        """
         _check_str(path, "path")
         pattern = _check_glob(glob)
         _check_int(limit, "limit", minimum=1)
@@ -319,19 +569,30 @@ class Workspace:
         base_is_dir = base.is_dir()
         files: list[str] = []
         for file in self._walk(base):
-            rel_base = file.relative_to(base).as_posix() if base_is_dir else file.name
-            if pattern is not None and not _glob_matches(rel_base, pattern):
+            if pattern is not None and not _glob_matches(self._rel_to(file, base, base_is_dir), pattern):
                 continue
-            files.append(file.relative_to(self.root).as_posix())
+            files.append(self._rel(file))
             if len(files) > limit:
                 break
         files.sort()
-        return {"files": files[:limit], "truncated": len(files) > limit}
+        result: dict[str, Any] = {"files": files[:limit], "truncated": len(files) > limit}
+        if any(is_escaped(f) for f in result["files"]):
+            result["note"] = NAME_ESCAPE_NOTE
+        return result
+
+    @staticmethod
+    def _rel_to(file: Path, base: Path, base_is_dir: bool) -> str:
+        """The shown path of ``file`` below the listed folder (its name when a file was listed)."""
+        return show_name(file.relative_to(base).as_posix() if base_is_dir else file.name)
 
     def search_files(
         self, pattern: str, path: str = ".", glob: str | None = None, limit: int = 200
     ) -> dict[str, Any]:
-        """Lines matching the regular expression ``pattern`` in text files under ``path``."""
+        """Lines matching the regular expression ``pattern`` in text files under ``path``.
+
+        Binary files (a NUL byte in the first 8 KiB) and files over MAX_SEARCH_BYTES are skipped
+        and counted in ``skipped``; bytes that are not UTF-8 are matched as U+FFFD.
+        """
         _check_str(pattern, "pattern", allow_empty=False)
         _check_str(path, "path")
         file_glob = _check_glob(glob)
@@ -343,27 +604,42 @@ class Workspace:
         base = self._base_dir(path)
         base_is_dir = base.is_dir()
         matches: list[dict[str, Any]] = []
+        skipped = {"binary": 0, "too_large": 0}
         truncated = False
         for file in self._walk(base):
-            rel_base = file.relative_to(base).as_posix() if base_is_dir else file.name
-            if file_glob is not None and not _glob_matches(rel_base, file_glob):
+            if file_glob is not None and not _glob_matches(
+                self._rel_to(file, base, base_is_dir), file_glob
+            ):
                 continue
             # A symlink inside may point outside: never read through it.
             real = Path(os.path.realpath(file))
             if not self._inside(real):
                 continue
-            for line_no, text in self._grep(real, regex):
+            shown: str | None = None
+            for line_no, text in self._grep(real, regex, skipped):
                 if len(matches) >= limit:
                     truncated = True
                     break
-                matches.append(
-                    {"path": file.relative_to(self.root).as_posix(), "line": line_no, "text": text}
-                )
+                if shown is None:
+                    shown = self._rel(file)
+                matches.append({"path": shown, "line": line_no, "text": text})
             if truncated:
                 break
-        return {"matches": matches, "truncated": truncated}
+        result: dict[str, Any] = {"matches": matches, "truncated": truncated}
+        if any(skipped.values()):
+            result["skipped"] = {k: v for k, v in skipped.items() if v}
+            if skipped["too_large"]:
+                result["skipped_note"] = (
+                    f"files over {MAX_SEARCH_BYTES} bytes are not searched; use run_command "
+                    "(grep) or read_file with offset for them"
+                )
+        if any(is_escaped(m["path"]) for m in matches):
+            result["note"] = NAME_ESCAPE_NOTE
+        return result
 
-    def _grep(self, file: Path, regex: re.Pattern[str]) -> Iterator[tuple[int, str]]:
+    def _grep(
+        self, file: Path, regex: re.Pattern[str], skipped: dict[str, int]
+    ) -> Iterator[tuple[int, str]]:
         flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
         try:
             fd = os.open(file, flags)
@@ -371,12 +647,20 @@ class Workspace:
             return  # vanished, unreadable, or swapped for a symlink since it was vetted
         with os.fdopen(fd, "rb") as raw:
             st = os.fstat(raw.fileno())
-            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_SEARCH_BYTES:
+            if not stat.S_ISREG(st.st_mode):
                 return
-            if _looks_binary(raw.read(_SNIFF_BYTES)):
+            if st.st_size > MAX_SEARCH_BYTES:
+                skipped["too_large"] += 1
                 return
-            raw.seek(0)
-            with io.TextIOWrapper(raw, encoding="utf-8", errors="replace") as f:
-                for number, (line, _clipped) in enumerate(_iter_lines(f), start=1):
-                    if regex.search(line):
-                        yield number, line[:MAX_MATCH_CHARS]
+            try:
+                head = raw.read(_SNIFF_BYTES)
+                if _looks_binary(head):
+                    skipped["binary"] += 1
+                    return
+                raw.seek(0)
+                with io.TextIOWrapper(raw, encoding="utf-8", errors="replace") as f:
+                    for number, (line, _clipped) in enumerate(_iter_lines(f), start=1):
+                        if regex.search(line):
+                            yield number, line[:MAX_MATCH_CHARS]
+            except OSError:
+                return  # an I/O error mid-file (a bad disk, a file truncated meanwhile)

@@ -1,0 +1,107 @@
+"""Edges of crash-era rules: dependencies that can never be met, stop flags of ended runs, the run
+lock inside one process, runs that cannot be resumed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent_scripts import Recorder, complete, orchestrator, policy, recording, result_of, worker
+from agentray.engine._ownership import RunLock, lock_dir
+from agentray.errors import BadInputError, RunBusyError
+from agentray.journal import Journal
+from agentray.simulator import SimRequest, tool_use
+from conftest import SimEngineFactory, make_engine
+
+
+async def test_depends_on_the_caller_or_an_ancestor_is_refused(sim_engine: SimEngineFactory) -> None:
+    rec = Recorder()
+    se = sim_engine(
+        policy(
+            orchestrator(
+                [tool_use("spawn_agent", task="W-PARENT spawns helpers")],
+                [tool_use("await_agents")],
+                [tool_use("finish", summary="done", outcome="success")],
+            ),
+            worker(
+                "W-PARENT",
+                [tool_use("spawn_agent", task="H-SELF waits on its parent", depends_on=["a002"])],
+                recording(rec, "self", lambda req: [tool_use("spawn_agent", task="H-ROOT", depends_on=["a001"])]),
+                recording(rec, "root", lambda req: [tool_use("spawn_agent", task="H-SIB", depends_on=["a001x"])]),
+                recording(rec, "unknown", lambda req: complete()),
+            ),
+        )
+    )
+    _, outcome = await se.run(timeout=20, max_depth=2)
+    assert outcome.status == "succeeded"
+    own = result_of(rec["self"], "spawn_agent")
+    assert own.is_error and "names you" in own.text and "wait forever" in own.text
+    root = result_of(rec["root"], "spawn_agent")
+    assert root.is_error and "a001, an ancestor of yours" in root.text
+    unknown = result_of(rec["unknown"], "spawn_agent")
+    assert unknown.is_error and "unknown agent" in unknown.text
+    assert len(se.journal.list_agents(se.journal.list_runs()[0].run_id)) == 2  # nothing was spawned
+
+
+async def test_a_stop_request_does_not_outlive_its_run(sim_engine: SimEngineFactory) -> None:
+    box: dict[str, Any] = {}
+
+    def finish_after_a_late_stop(req: SimRequest) -> list[dict[str, Any]]:
+        other = Journal(box["path"])  # `agentray stop` from another process, just before the end
+        other.request_stop(other.list_runs()[0].run_id)
+        other.close()
+        return [tool_use("finish", summary="done", outcome="success")]
+
+    se = sim_engine(policy(orchestrator(finish_after_a_late_stop)))
+    box["path"] = se.journal_path
+    run_id, outcome = await se.run(timeout=20)
+    assert outcome.status in ("succeeded", "cancelled")
+    assert se.journal.stop_requested(run_id) is False
+
+
+async def test_one_process_two_engines_one_owner(sim_engine: SimEngineFactory, tmp_path: Path) -> None:
+    se = sim_engine(policy(orchestrator([tool_use("sleep", seconds=30)])))
+    run_id = await se.start()
+    second = make_engine(se.sim, se.journal_path, se.workspace)
+    try:
+        se.engine.stop_run(run_id, status="interrupted", reason="test")
+        # the stop has not finished yet: the first engine still owns the run
+        with pytest.raises(RunBusyError, match=f"run {run_id} is being driven by process {os.getpid()}"):
+            await second.engine.resume_run(run_id)
+        await se.wait(run_id)
+        # the owner let go: the lock is free and the run resumes here
+        assert await second.engine.resume_run(run_id) == run_id
+        second.engine.stop_run(run_id)
+        await second.engine.wait(run_id)
+    finally:
+        await second.engine.aclose()
+
+
+def test_a_stale_lock_file_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.sqlite3"
+    folder = lock_dir(journal)
+    folder.mkdir()
+    (folder / "r1.lock").write_text("999999\n")  # left by a process that died holding it
+    lock = RunLock.acquire(journal, "r1")
+    try:
+        assert lock.held
+        assert (folder / "r1.lock").read_text() == f"{os.getpid()}\n"
+        with pytest.raises(RunBusyError, match=f"process {os.getpid()}"):
+            RunLock.acquire(journal, "r1")
+    finally:
+        lock.release()
+    again = RunLock.acquire(journal, "r1")  # released: free again
+    again.release()
+
+
+async def test_a_run_whose_orchestrator_spent_its_turns_is_not_offered_for_resume(
+    sim_engine: SimEngineFactory,
+) -> None:
+    se = sim_engine(policy(orchestrator(*[[tool_use("check_agents")]] * 10)))
+    run_id, outcome = await se.run(timeout=20, max_turns=3)
+    assert outcome.status == "failed" and not outcome.resumable
+    with pytest.raises(BadInputError, match="cannot be resumed: its orchestrator used all 3"):
+        await se.engine.resume_run(run_id)

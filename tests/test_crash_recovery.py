@@ -237,3 +237,92 @@ def test_stop_all_after_a_crash_says_nothing_is_running(tmp_path: Path, env: dic
     done = subprocess.run([PY, "-m", "agentray.cli", "stop", "--all"], env=env, capture_output=True, text=True)
     assert done.returncode == 0
     assert done.stdout.startswith("no run is running; nothing to stop")
+
+
+# ------------------------------------------------------------------------------- randomized
+
+STEPS = 4
+WORKERS = 3
+
+
+def _random_crash_script() -> Script:
+    def orchestrator(req: SimRequest) -> list[dict[str, Any]]:
+        if not req.tool_results_named("spawn_agent"):
+            return [tool_use("spawn_agent", task=f"W-{i} appends its steps") for i in range(WORKERS)]
+        awaited = [r for r in req.tool_results_named("await_agents") if not r.is_error]
+        if not awaited or any(a["status"] != "done" for a in awaited[-1].json["agents"]):
+            return [tool_use("await_agents")]
+        return [tool_use("finish", summary="all appended", outcome="success")]
+
+    def worker(req: SimRequest) -> list[dict[str, Any]]:
+        name = req.first_user_text.split("W-", 1)[1].split()[0]
+        results = req.tool_results_named("run_command")
+        done = sum(1 for r in results if not r.is_error and "step-done" in (r.json or {}).get("output", ""))
+        if done >= STEPS:
+            return [tool_use("complete", summary="appended")]
+        line = f"W-{name}-{done}"
+        if results and results[-1].is_error:  # interrupted: check before repeating, as a careful model would
+            command = f"grep -qx {line} log.txt || echo {line} >> log.txt; echo step-done"
+        else:
+            command = f"echo {line} >> log.txt; echo step-done"
+        return [tool_use("run_command", command=command)]
+
+    return Script({"You are the orchestrator": orchestrator, "W-": worker})
+
+
+def _journal_run_id(env: dict[str, str]) -> str | None:
+    path = Path(env["AGENTRAY_JOURNAL"])
+    if not path.exists():
+        return None
+    db = sqlite3.connect(path)
+    try:
+        row = db.execute("select run_id from runs").fetchone()
+    except sqlite3.OperationalError:
+        return None
+    finally:
+        db.close()
+    return str(row[0]) if row else None
+
+
+def test_random_kills_never_lose_or_repeat_work(tmp_path: Path, env: dict[str, str]) -> None:
+    """Several seeds; each kills the CLI at random moments (up to 4 times), resumes, and checks that
+    the run finishes with every step done exactly once and no agent spawned twice."""
+    import random
+
+    figures = {"kills": 0, "runs": 0, "duplicates": 0}
+    for seed in range(6):
+        rng = random.Random(seed)
+        ws = tmp_path / f"ws{seed}"
+        ws.mkdir()
+        run_env = {**env, "AGENTRAY_JOURNAL": str(tmp_path / f"journal{seed}.sqlite3")}
+        script = _random_crash_script()
+        with Simulator(script.policy, api_keys={KEY}, latency_s=0.02) as sim:
+            cli = _start(sim, ws, run_env, goal="GOAL: random crashes")
+            for _ in range(4):
+                try:
+                    cli.wait(timeout=rng.uniform(0.3, 1.5))
+                    break  # it finished before this kill
+                except subprocess.TimeoutExpired:
+                    pass
+                cli.send_signal(signal.SIGKILL)
+                cli.communicate(timeout=10)
+                figures["kills"] += 1
+                run_id = _journal_run_id(run_env)
+                cli = _resume(run_id, sim, run_env) if run_id else _start(sim, ws, run_env, goal="GOAL: random crashes")
+            code, _out, err = _finish(cli, timeout=90)
+            if code == 2 and "already succeeded" in err:
+                code = 0  # the last kill landed after the run had finished
+        assert code == 0, (seed, err)
+        run_id = _journal_run_id(run_env)
+        db = sqlite3.connect(run_env["AGENTRAY_JOURNAL"])
+        assert db.execute("select status from runs").fetchall() == [("succeeded",)], seed
+        workers = db.execute("select count(*) from agents where role = 'worker'").fetchone()[0]
+        assert workers == WORKERS, (seed, workers)  # no spawn repeated
+        lines = (ws / "log.txt").read_text().splitlines()
+        figures["duplicates"] += len(lines) - len(set(lines))
+        for i in range(WORKERS):
+            assert [line for line in lines if line.startswith(f"W-{i}-")] == [f"W-{i}-{k}" for k in range(STEPS)], (seed, lines)
+        figures["runs"] += 1
+    assert figures["duplicates"] == 0 and figures["runs"] == 6
+    assert figures["kills"] >= 6  # the kills did land
+    print(f"\nrandom crashes: {figures}")

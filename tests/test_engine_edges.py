@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from agent_scripts import Recorder, complete, orchestrator, policy, recording, result_of, worker
+from agentray import events as ev
 from agentray.engine._ownership import RunLock, lock_dir
 from agentray.errors import BadInputError, RunBusyError
 from agentray.journal import Journal
@@ -105,3 +106,17 @@ async def test_a_run_whose_orchestrator_spent_its_turns_is_not_offered_for_resum
     assert outcome.status == "failed" and not outcome.resumable
     with pytest.raises(BadInputError, match="cannot be resumed: its orchestrator used all 3"):
         await se.engine.resume_run(run_id)
+
+
+async def test_a_full_journal_ends_the_run_failed_and_resumable(sim_engine: SimEngineFactory) -> None:
+    se = sim_engine(policy(orchestrator(*[[tool_use("check_agents")]] * 200)))
+    run_id = await se.start(max_turns=150)
+    await se.events.wait_for(ev.ToolCallFinished)
+    # SQLite's own "database or disk is full": no more pages than the file has now
+    pages = se.journal._db.execute("PRAGMA page_count").fetchone()[0]
+    se.journal._db.execute(f"PRAGMA max_page_count = {pages}")
+    outcome = await se.wait(run_id, timeout=20)
+    assert outcome.status == "failed"
+    assert "the journal cannot be written" in outcome.summary and "full" in outcome.summary
+    assert outcome.resumable
+    se.journal._db.execute("PRAGMA max_page_count = 1073741823")  # space again

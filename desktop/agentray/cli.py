@@ -535,10 +535,36 @@ COMMANDS = {
 }
 
 
+def _log_to_file() -> None:
+    """Diagnostics (tracebacks of internal errors) go to ``agentray.log`` beside the journal, never
+    to the terminal: the terminal gets one line per problem."""
+    import logging
+    import logging.handlers
+
+    from agentray.journal import default_journal_path
+
+    logger = logging.getLogger("agentray")
+    if logger.handlers:
+        return
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        path = default_journal_path().with_name("agentray.log")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.handlers.RotatingFileHandler(
+            path, maxBytes=1_000_000, backupCount=2, encoding="utf-8", delay=True
+        )
+        handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
+    except OSError:
+        handler = logging.NullHandler()
+    logger.addHandler(handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     from agentray.keys import hide_env_key
 
     hide_env_key()  # no child process, and no /proc reader, sees the key from here on
+    _log_to_file()
     args = build_parser().parse_args(argv)
     command = COMMANDS.get(args.command or "tray", cmd_tray)
     try:

@@ -9,7 +9,7 @@ import logging
 import time
 from typing import Any
 
-from agentray.errors import ModelError, ToolError
+from agentray.errors import JournalError, ModelError, ToolError
 from agentray.model._types import ModelRequest
 
 from ._context import compact_transcript, needs_compaction, repair_interrupted_turn
@@ -47,6 +47,14 @@ async def run_agent(run: Run, agent: AgentState, *, resumed: bool = False) -> No
         _fail(run, agent, str(error))
         if agent.is_orchestrator:
             run.conclude("failed", f"the orchestrator {error}; free the space or repair the folder, then resume")
+    except JournalError as error:
+        # Nothing can be recorded (a full disk): end the run at once, resumable once space is free.
+        run.slots.release(agent.agent_id)
+        with contextlib.suppress(JournalError):
+            _fail(run, agent, f"the journal cannot be written: {error}")
+        run.conclude(
+            "failed", f"the journal cannot be written ({error}); free some space, then resume the run"
+        )
     except ModelError as error:
         run.slots.release(agent.agent_id)
         _fail(run, agent, f"model error: {error}")

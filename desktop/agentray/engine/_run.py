@@ -656,7 +656,11 @@ class Run:
             reason = "run finished"
         for agent in self.agents.values():
             if agent.status in ACTIVE:
-                self.set_status(agent, "cancelled", reason)
+                try:
+                    self.set_status(agent, "cancelled", reason)
+                except JournalError as error:  # a full disk: the next resume sees it as interrupted
+                    agent.status = "cancelled"
+                    log.error("run %s: %s could not be recorded as cancelled: %s", self.run_id, agent.agent_id, error)
             if agent.blocker_future is not None and not agent.blocker_future.done():
                 agent.blocker_future.cancel()
         for escalation in list(self.escalations.values()):

@@ -326,3 +326,65 @@ def test_random_kills_never_lose_or_repeat_work(tmp_path: Path, env: dict[str, s
     assert figures["duplicates"] == 0 and figures["runs"] == 6
     assert figures["kills"] >= 6  # the kills did land
     print(f"\nrandom crashes: {figures}")
+
+
+# ------------------------------------------------------------------------------- staged points
+
+
+def test_a_crash_with_an_escalation_pending_does_not_ask_twice(
+    tmp_path: Path, ws: Path, env: dict[str, str]
+) -> None:
+    import pexpect  # a test dependency (pyproject's test extra): missing it is a failure, not a skip
+
+    def orchestrator(req: SimRequest) -> list[dict[str, Any]]:
+        answers = req.tool_results_named("escalate")
+        if not answers:
+            return [tool_use("escalate", question="Ship it?", context="the crash test", options=["Yes", "No"])]
+        return [tool_use("finish", summary=f"answer: {answers[-1].json['choice']}", outcome="success")]
+
+    script = Script({"You are the orchestrator": orchestrator})
+    with Simulator(script.policy, api_keys={KEY}) as sim:
+        child = pexpect.spawn(
+            PY, ["-m", "agentray.cli", "run", "GOAL: ask", "--dir", str(ws), "--base-url", sim.base_url,
+                 "--model", "sim-model", "--on-escalation", "ask"],
+            env=env, encoding="utf-8", timeout=60,
+        )
+        child.expect("Your answer")
+        os.kill(child.pid, signal.SIGKILL)  # the question is on screen, unanswered
+        child.expect(pexpect.EOF)
+        run_id = _journal_run_id(env)
+        assert run_id is not None
+        resumed = subprocess.run(
+            [PY, "-m", "agentray.cli", "resume", run_id, "--base-url", sim.base_url, "--on-escalation", "deny"],
+            env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60,
+        )
+    assert resumed.returncode == 0, resumed.stderr
+    db = sqlite3.connect(env["AGENTRAY_JOURNAL"])
+    rows = db.execute("select question, answered_by from escalations where run_id = ?", (run_id,)).fetchall()
+    assert rows == [("Ship it?", "policy:deny")]  # the same escalation, answered once
+    asked = [r for r in script.requests("You are the orchestrator") if not r.tool_results_named("escalate")]
+    assert len(asked) == 1  # the model asked once; after the crash it got the answer, not a new turn
+
+
+def test_a_crash_during_the_build_reports_it_interrupted(tmp_path: Path, ws: Path, env: dict[str, str]) -> None:
+    token = f"{os.getpid() % 1000}.{time.monotonic_ns() % 10_000 + 3}"
+    build = f"test -e .second && exit 0; touch .second; sleep {token}"
+
+    def orchestrator(req: SimRequest) -> list[dict[str, Any]]:
+        builds = req.tool_results_named("run_build")
+        if not builds or builds[-1].is_error or not builds[-1].json["passed"]:
+            return [tool_use("run_build")]
+        return [tool_use("finish", summary="built", outcome="success")]
+
+    script = Script({"You are the orchestrator": orchestrator})
+    with Simulator(script.policy, api_keys={KEY}) as sim:
+        cli = _cli(["run", "GOAL: build", "--dir", str(ws), "--base-url", sim.base_url, "--model", "sim-model",
+                    "--on-escalation", "fail", "--json", "--build", build], env)
+        _wait(lambda: _running(token), 30, "the build")
+        run_id = _crash(cli)
+        code, _out, err = _finish(_resume(run_id, sim, env))
+    assert code == 0, err
+    last = script.requests("You are the orchestrator")[-1]
+    first, second = last.tool_results_named("run_build")
+    assert first.is_error and "interrupted" in first.text
+    assert not second.is_error and second.json["passed"] is True

@@ -5,7 +5,7 @@ Exit 0 when the essentials are there (a command sandbox and an API key), 1 other
 is bounded in time and never raises: a failure to check is itself a line. The welcome dialog shows
 the same facts through ``run_checks()``.
 
-D-Bus is asked through QtDBus (what the tray itself uses), imported lazily and on a private,
+D-Bus is asked through QtDBus by ``agentray.ui.bus_probe`` (imported lazily: Qt stays on the UI side), on a private,
 named connection: no QCoreApplication and no display are needed, and nothing is autolaunched.
 """
 
@@ -16,10 +16,8 @@ import socket
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 __all__ = ["CHECK_NAMES", "Check", "doctor_main", "format_check", "run_checks"]
 
@@ -118,70 +116,6 @@ def session_bus_address() -> str | None:
     if runtime and os.path.exists(os.path.join(runtime, "bus")):
         return "unix:path=" + os.path.join(runtime, "bus")
     return None
-
-
-def probe_session_bus() -> BusFacts:
-    address = session_bus_address()
-    if address is None:
-        return BusFacts(
-            "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is unset and there is no "
-            "$XDG_RUNTIME_DIR/bus)"
-        )
-    try:
-        from PySide6.QtDBus import QDBus, QDBusConnection, QDBusMessage
-    except ImportError as error:
-        return BusFacts(f"Qt's D-Bus module cannot be loaded ({error})")
-
-    name = f"agentray-doctor-{uuid.uuid4().hex}"
-    connection = QDBusConnection.connectToBus(address, name)
-    try:
-        if not connection.isConnected():
-            why = connection.lastError().message() or "no reason given"
-            return BusFacts(f"cannot connect to the D-Bus session bus at {address} ({why})")
-
-        def call(service: str, path: str, interface: str, method: str, *args: Any) -> list[Any] | None:
-            message = QDBusMessage.createMethodCall(service, path, interface, method)
-            if args:
-                message.setArguments(list(args))
-            reply = connection.call(message, QDBus.CallMode.Block, DBUS_CALL_MS)
-            if reply.type() != QDBusMessage.MessageType.ReplyMessage:
-                return None
-            return list(reply.arguments())
-
-        def bus(method: str, *args: Any) -> list[Any] | None:
-            return call(DBUS_NAME, "/org/freedesktop/DBus", DBUS_NAME, method, *args)
-
-        owned = bus("NameHasOwner", NOTIFICATIONS_NAME)
-        if owned is None:
-            return BusFacts("the D-Bus session bus does not answer")
-        notifier_running = bool(owned and owned[0])
-        notifier: str | None = None
-        activatable = False
-        if notifier_running:
-            info = call(
-                NOTIFICATIONS_NAME, "/org/freedesktop/Notifications", NOTIFICATIONS_NAME,
-                "GetServerInformation",
-            )
-            if info:
-                notifier = " ".join(str(part) for part in info[:3] if part) or None
-        else:  # D-Bus can start one on demand (without us starting it now)
-            names = bus("ListActivatableNames")
-            activatable = bool(names) and NOTIFICATIONS_NAME in (names[0] if names else [])
-
-        sni_host = False
-        watcher = bus("NameHasOwner", SNI_WATCHER_NAME)
-        if watcher and watcher[0]:
-            # what Qt asks before it uses the StatusNotifierItem tray instead of XEmbed
-            value = call(
-                SNI_WATCHER_NAME, "/StatusNotifierWatcher", "org.freedesktop.DBus.Properties",
-                "Get", SNI_WATCHER_NAME, "IsStatusNotifierHostRegistered",
-            )
-            if value:
-                inner = value[0].variant() if hasattr(value[0], "variant") else value[0]
-                sni_host = bool(inner)
-        return BusFacts(None, notifier, notifier_running, activatable, sni_host)
-    finally:
-        QDBusConnection.disconnectFromBus(name)
 
 
 def _uses_dbus() -> bool:
@@ -302,6 +236,8 @@ def _desktop_checks() -> list[Check]:
     facts = BusFacts()
     if _uses_dbus():
         try:
+            from agentray.ui.bus_probe import probe_session_bus  # Qt stays on the UI side
+
             facts = probe_session_bus()
         except Exception as error:
             facts = BusFacts(f"the D-Bus session bus could not be asked ({type(error).__name__}: {error})")

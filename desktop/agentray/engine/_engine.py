@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import secrets
 import shlex
@@ -30,6 +31,8 @@ from ._run import PROGRESS_FAILURE, RESUMABLE_REASONS, Escalation, Run, RunOutco
 from ._state import ACTIVE, TERMINAL, AgentState
 
 __all__ = ["Engine", "check_build_command", "validate_config"]
+
+log = logging.getLogger(__name__)
 
 ClientFactory = Callable[[Callable[[RetryNotice], None]], ModelClient]
 
@@ -349,8 +352,14 @@ class Engine:
         """Stop every run (they stay resumable) and release the client and the guard."""
         self.stop_all(status="interrupted", reason="the engine shut down")
         for task in list(self.tasks.values()):
-            with contextlib.suppress(BaseException):
+            try:
                 await task
+            except asyncio.CancelledError:
+                if not task.cancelled():
+                    raise  # aclose itself was cancelled: pass it on
+            except Exception:
+                # the run's own failures were recorded in its outcome; anything else is a bug
+                log.exception("run task %s ended with an error at shutdown", task.get_name())
         await self.guard.stop()
         await self.client.aclose()
 

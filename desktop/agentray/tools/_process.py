@@ -271,16 +271,23 @@ class ProcessRegistry:
         return sum(counts.get(pid, 0) for pid, _ in roots)
 
     async def _serve(self, batch: _KillBatch) -> None:
-        await asyncio.sleep(0)  # let every request of this moment join
-        batch.started = True
-        if self._batch is batch:
-            self._batch = None
         try:
+            await asyncio.sleep(0)  # let every request of this moment join
+            batch.started = True
+            if self._batch is batch:
+                self._batch = None
             # One scan for every tree, one shared grace period, no thread held while waiting.
             batch.future.set_result(await _kill_trees(list(batch.roots.items()), batch.grace_s))
         except BaseException as error:
+            # Whatever happens here, no caller may wait on this batch forever.
+            batch.started = True
+            if self._batch is batch:
+                self._batch = None
             if not batch.future.done():
-                batch.future.set_exception(error)
+                if isinstance(error, asyncio.CancelledError):
+                    batch.future.cancel()
+                else:
+                    batch.future.set_exception(error)
             if isinstance(error, asyncio.CancelledError):
                 raise
 

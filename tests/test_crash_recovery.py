@@ -388,3 +388,30 @@ def test_a_crash_during_the_build_reports_it_interrupted(tmp_path: Path, ws: Pat
     first, second = last.tool_results_named("run_build")
     assert first.is_error and "interrupted" in first.text
     assert not second.is_error and second.json["passed"] is True
+
+
+def test_a_crash_mid_request_redoes_only_that_turn(tmp_path: Path, ws: Path, env: dict[str, str]) -> None:
+    def orchestrator(req: SimRequest) -> list[dict[str, Any]]:
+        if not req.tool_results_named("spawn_agent"):
+            return [tool_use("spawn_agent", task="W-ONCE appends once")]
+        if not [r for r in req.tool_results_named("await_agents") if not r.is_error]:
+            return [tool_use("await_agents")]
+        return [tool_use("finish", summary="done", outcome="success")]
+
+    def worker(req: SimRequest) -> list[dict[str, Any]]:
+        if not req.tool_results_named("run_command"):
+            return [tool_use("run_command", command="echo once >> log.txt")]
+        return [tool_use("complete", summary="appended")]
+
+    script = Script({"You are the orchestrator": orchestrator, "W-ONCE": worker})
+    with Simulator(script.policy, api_keys={KEY}, latency_s=1.0) as sim:
+        cli = _start(sim, ws, env)
+        # the worker's second request is in flight (1 s of latency): its command already ran
+        _wait(lambda: len(script.requests("W-ONCE")) >= 2, 30, "the worker's second request")
+        run_id = _crash(cli)
+        sim.latency_s = 0.0
+        code, _out, err = _finish(_resume(run_id, sim, env))
+    assert code == 0, err
+    assert (ws / "log.txt").read_text() == "once\n"
+    db = sqlite3.connect(env["AGENTRAY_JOURNAL"])
+    assert db.execute("select count(*) from agents where role = 'worker'").fetchone() == (1,)

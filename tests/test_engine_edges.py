@@ -120,3 +120,22 @@ async def test_a_full_journal_ends_the_run_failed_and_resumable(sim_engine: SimE
     assert "the journal cannot be written" in outcome.summary and "full" in outcome.summary
     assert outcome.resumable
     se.journal._db.execute("PRAGMA max_page_count = 1073741823")  # space again
+
+
+def test_journal_errors_say_when_the_disk_is_full(tmp_path: Path) -> None:
+    from agentray.errors import JournalError
+
+    journal = Journal(tmp_path / "j.sqlite3")
+    try:
+        pages = journal._db.execute("PRAGMA page_count").fetchone()[0]
+        journal._db.execute(f"PRAGMA max_page_count = {pages}")
+        with pytest.raises(JournalError) as caught:
+            for i in range(200):
+                journal.create_run(f"r{i}", goal="g" * 2000, workspace=str(tmp_path), config={}, pid=1)
+        assert caught.value.disk_full is True
+        assert "full" in str(caught.value)
+    finally:
+        journal.close()
+    with pytest.raises(JournalError) as other:
+        Journal(tmp_path)  # a folder, not a database file
+    assert other.value.disk_full is False

@@ -572,7 +572,8 @@ def main(argv: list[str] | None = None) -> int:
     except BadInputError as error:
         return _fail(str(error))
     except JournalError as error:
-        return _fail(f"journal: {error}")
+        # a full disk is not bad input: free space, then resume
+        return _fail(f"journal: {error}", EXIT_FAILED if error.disk_full else EXIT_BAD_INPUT)
     except (ModelAuthError, ModelNotFoundError) as error:
         return _fail(str(error))
     except AgentrayError as error:

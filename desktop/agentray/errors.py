@@ -87,4 +87,8 @@ class ConfinementError(ToolError):
 
 
 class JournalError(AgentrayError):
-    """The journal database cannot be opened or migrated."""
+    """The journal database cannot be opened, migrated or written."""
+
+    def __init__(self, message: str, *, disk_full: bool = False) -> None:
+        super().__init__(message)
+        self.disk_full = disk_full  # SQLite's "database or disk is full": exit 1, resumable

@@ -48,9 +48,14 @@ def _guarded(
         try:
             return method(self, *args, **kwargs)
         except sqlite3.Error as exc:
-            raise JournalError(f"journal {self.path}: {exc}") from exc
+            raise _journal_error(self.path, exc) from exc
 
     return wrapper
+
+
+def _journal_error(path: Path, exc: sqlite3.Error) -> JournalError:
+    full = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    return JournalError(f"journal {path}: {exc}", disk_full=full)
 
 
 def _proc_create_time(pid: int | None) -> float | None:
@@ -148,7 +153,7 @@ class _Connection:
             with self._tx():
                 yield
         except sqlite3.Error as exc:
-            raise JournalError(f"journal {self.path}: {exc}") from exc
+            raise _journal_error(self.path, exc) from exc
 
     @property
     @_guarded

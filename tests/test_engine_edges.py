@@ -139,3 +139,36 @@ def test_journal_errors_say_when_the_disk_is_full(tmp_path: Path) -> None:
     with pytest.raises(JournalError) as other:
         Journal(tmp_path)  # a folder, not a database file
     assert other.value.disk_full is False
+
+
+async def test_a_crash_in_the_finish_window_ends_the_run_as_finished(sim_engine: SimEngineFactory) -> None:
+    """The state a kill -9 leaves between an accepted finish and the run's recorded end (staged in
+    the journal: the window is microseconds wide): resume ends the run as it was finished, without
+    asking the model again."""
+    se = sim_engine(policy(orchestrator([tool_use("finish", summary="all done", outcome="success")])))
+    run_id, outcome = await se.run(timeout=20)
+    assert outcome.status == "succeeded"
+    db = se.journal._db
+    db.execute("DELETE FROM events WHERE run_id = ? AND type = 'run_finished'", (run_id,))
+    db.execute("UPDATE runs SET status = 'running', pid = 999999, ended_at = NULL WHERE run_id = ?", (run_id,))
+    db.execute("UPDATE agents SET status = 'running' WHERE run_id = ?", (run_id,))
+    requests_before = len(se.sim.message_requests)
+    await se.engine.resume_run(run_id)
+    again = await se.wait(run_id)
+    assert again.status == "succeeded" and again.summary == "all done"
+    assert len(se.sim.message_requests) == requests_before  # the model was not asked again
+    assert se.journal.get_run(run_id).status == "succeeded"
+
+
+async def test_a_failed_finish_is_not_replayed_on_an_ordinary_resume(sim_engine: SimEngineFactory) -> None:
+    def orch(req: SimRequest) -> list[dict[str, Any]]:
+        finishes = req.tool_results_named("finish")
+        outcome = "failure" if not finishes else "success"
+        return [tool_use("finish", summary=outcome, outcome=outcome)]
+
+    se = sim_engine(policy(orchestrator(*[orch] * 5)))
+    run_id, outcome = await se.run(timeout=20)
+    assert outcome.status == "failed"
+    await se.engine.resume_run(run_id)  # the person retries: the model decides again
+    again = await se.wait(run_id)
+    assert again.status == "succeeded" and again.summary == "success"

@@ -15,7 +15,7 @@ from agentray.model._types import ModelRequest
 from ._context import compact_transcript, needs_compaction, repair_interrupted_turn
 from ._run import PROGRESS_FAILURE, Run
 from ._state import ACTIVE, TERMINAL, AgentState
-from ._tools import RESUMABLE_TOOLS, describe_call, tools_for
+from ._tools import RESUMABLE_TOOLS, conclude_finish, describe_call, tools_for
 
 __all__ = ["run_agent"]
 
@@ -145,6 +145,8 @@ async def _loop(run: Run, agent: AgentState, *, resumed: bool) -> None:
         if repaired is not None:
             messages.append(repaired)
             journal.append_message(run.run_id, agent.agent_id, repaired)
+        if agent.is_orchestrator and _replay_accepted_finish(run, agent):
+            return
     tools = tools_for(run, agent)
     schemas = [tool.schema() for tool in tools.values()]
     system = run.prompts["orchestrator" if agent.is_orchestrator else "worker"]
@@ -219,6 +221,22 @@ async def _loop(run: Run, agent: AgentState, *, resumed: bool) -> None:
             return
         if run.finished.is_set():
             return
+
+
+def _replay_accepted_finish(run: Run, agent: AgentState) -> bool:
+    """A crash between an accepted ``finish`` and the run's recorded end: end the run as it was
+    finished (the gates it passed, a build among them, are not in the journal to check again)."""
+    if not run.crashed_before_end:
+        return False
+    accepted = [
+        row for row in run.journal.list_tool_calls(run.run_id, agent.agent_id)
+        if row.name == "finish" and row.finished_at is not None and not row.is_error
+    ]
+    if not accepted:
+        return False
+    inputs = accepted[-1].input
+    conclude_finish(run, agent, str(inputs.get("summary", "")), str(inputs.get("outcome", "success")))
+    return True
 
 
 class _ProgressUnwritable(Exception):

@@ -227,6 +227,7 @@ class Engine:
         if row.status == "running":
             # Its lock was free, so the process that drove it is gone (whatever its pid says now).
             self.journal.update_run(row.run_id, status="interrupted")
+            self.journal.add_event(row.run_id, "process_died", {"pid": row.pid})
         if row.status == "succeeded":
             raise BadInputError(f"run {row.run_id} already succeeded; nothing to resume")
         config = RunConfig.from_dict(row.config)
@@ -250,6 +251,7 @@ class Engine:
             self.journal.update_run(row.run_id, config=config.to_dict())
         orphans = await reap_orphans(self.journal, row.run_id)
         run = self._make_run(row.run_id, config)
+        run.crashed_before_end = self.journal.ended_by_crash(row.run_id)
         if orphans:
             run.notice(f"killed {orphans} processes left running by the interrupted run", level="warning")
         if row.cost_usd:

@@ -86,6 +86,8 @@ class Run:
     ) -> None:
         self.run_id = run_id
         self.sandbox = sandbox or Sandbox.unconfined()
+        # resumed after its process died without recording the run's end (kill -9, power cut)
+        self.crashed_before_end = False
         self.config = config
         self.workspace = Path(config.workspace)
         self.files = Workspace(self.workspace)

@@ -18,7 +18,7 @@ from ._run import BLOCKER_OPTIONS_WAITING, Run
 from ._state import ACTIVE, SETTLED, TERMINAL, AgentState
 from ._toolkit import Tool, prop
 
-__all__ = ["RESUMABLE_TOOLS", "describe_call", "refusal_for_missing_tool", "tools_for"]
+__all__ = ["RESUMABLE_TOOLS", "conclude_finish", "describe_call", "refusal_for_missing_tool", "tools_for"]
 
 # Tools without side effects to fear, run again when a run resumes mid-call: monitors wait
 # again, escalate re-attaches to its journal row, report_blocker blocks again.
@@ -275,7 +275,11 @@ async def finish(run: Run, agent: AgentState, args: dict[str, Any]) -> dict[str,
     problems = run.finish_blockers(outcome)
     if problems:
         raise ToolError("finish refused: " + "; ".join(problems))
-    summary = args["summary"]
+    return conclude_finish(run, agent, args["summary"], outcome)
+
+
+def conclude_finish(run: Run, agent: AgentState, summary: str, outcome: str) -> dict[str, Any]:
+    """What an accepted finish does; also replayed when a crash came between it and the run's end."""
     status = "succeeded" if outcome == "success" else "failed"
     agent.summary = summary
     agent.completed = True

@@ -180,7 +180,19 @@ class Journal(_Connection):
             )
             if cur.rowcount:
                 dead.append(run_id)
+                # the run's end was never recorded: resume may find work the crash left unrecorded
+                self.add_event(run_id, "process_died", {"pid": pid})
         return dead
+
+    @_guarded
+    def ended_by_crash(self, run_id: str) -> bool:
+        """Whether the run's latest life ended with its process dying, not with a recorded end."""
+        row = self._db.execute(
+            "SELECT type FROM events WHERE run_id = ? AND type IN ('run_finished', 'process_died')"
+            " ORDER BY id DESC LIMIT 1",
+            (run_id,),
+        ).fetchone()
+        return row is not None and row[0] == "process_died"
 
     # ----------------------------------------------------------------- agents
 

@@ -132,7 +132,7 @@ def test_a_journal_in_home_hides_only_its_files() -> None:
     journal = Path.home() / "journal.sqlite3"
     assert journal_paths(journal, Path("/srv/project")) == [
         journal.with_name(journal.name + s) for s in ("", "-wal", "-shm", "-journal", ".locks")
-    ]
+    ] + [journal.with_name("checkpoints")]
 
 
 # ------------------------------------------------------------------------------- seatbelt

@@ -126,6 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("run", nargs="?", help="run id (or a unique prefix)")
     target.add_argument("--all", action="store_true", help="every running run")
 
+    diff = sub.add_parser("diff", help="what a run (or one of its agents) changed, as a unified diff")
+    diff.add_argument("run", help="run id (or a unique prefix)")
+    diff.add_argument("--agent", help="only this agent's changes (e.g. a002)")
+    diff.add_argument("--stat", action="store_true", help="files with +/- line counts and who changed them")
+
+    undo = sub.add_parser("undo", help="put the files a run (or one agent) changed back as they were")
+    undo.add_argument("run", help="run id (or a unique prefix)")
+    undo.add_argument("--agent", help="only this agent's changes")
+    undo.add_argument("--force", action="store_true",
+                      help="also over later edits, and files another agent changed too")
+
     sub.add_parser("doctor", help="check the sandbox, keyring, notifications, display and key")
 
     key = sub.add_parser("key", help="the API key in the OS keyring")
@@ -509,6 +520,59 @@ def cmd_key(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _checkpoints(args: argparse.Namespace, *, changing: bool = False) -> Any:
+    from agentray.checkpoints import Checkpoints, git_available
+
+    journal = _journal()
+    journal.mark_interrupted_runs()
+    row = journal.get_run(args.run)
+    if row is None:
+        raise BadInputError(f"no run {args.run!r} (see `agentray runs`)")
+    if not git_available():
+        raise BadInputError("git is not installed: review and undo need it")
+    if not journal.list_snapshots(row.run_id):
+        raise BadInputError(f"run {row.run_id} has no snapshots (it ran before checkpoints existed)")
+    if args.agent and args.agent not in {a.agent_id for a in journal.list_agents(row.run_id)}:
+        raise BadInputError(f"run {row.run_id} has no agent {args.agent!r}")
+    if changing and row.status == "running":
+        raise BadInputError(f"run {row.run_id} is still running; stop it first (`agentray stop {row.run_id}`)")
+    return Checkpoints(journal, row.run_id, row.workspace)
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    points = _checkpoints(args)
+    if args.stat:
+        changes = points.changes(args.agent)
+        for change in changes:
+            print(f"{change.status:<8} +{change.added:<5} -{change.removed:<5} {change.path}  ({', '.join(change.agents)})")
+        files = "file" if len(changes) == 1 else "files"
+        print(f"{len(changes)} {files} changed")
+        return EXIT_OK
+    sys.stdout.write(points.diff(args.agent))
+    return EXIT_OK
+
+
+def cmd_undo(args: argparse.Namespace) -> int:
+    points = _checkpoints(args, changing=True)
+    result = points.undo(args.agent, force=args.force)
+    who = f"agent {args.agent}" if args.agent else "the run"
+    if not result.ok and not args.force:
+        for path in result.changed_since:
+            sys.stderr.write(f"agentray: {path}: changed since {who} ended\n")
+        for path, others in result.shared.items():
+            sys.stderr.write(f"agentray: {path}: also changed by {', '.join(others)}\n")
+        sys.stderr.write("agentray: nothing was changed; pass --force to undo anyway\n")
+        return EXIT_FAILED
+    if not result.restored:
+        print(f"nothing to undo: the files {who} changed are already as they were")
+        return EXIT_OK
+    for path in result.restored:
+        print(f"restored {path}")
+    files = "file" if len(result.restored) == 1 else "files"
+    print(f"{len(result.restored)} {files} put back as they were before {who}")
+    return EXIT_OK
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from agentray.doctor import doctor_main
 
@@ -531,6 +595,8 @@ COMMANDS = {
     "stop": cmd_stop,
     "key": cmd_key,
     "doctor": cmd_doctor,
+    "diff": cmd_diff,
+    "undo": cmd_undo,
     "tray": cmd_tray,
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from agentray import events as ev
+from agentray.checkpoints import CHANGING_TOOLS, Checkpoints, git_available
 from agentray.errors import JournalError, ModelAuthError, ModelNotFoundError, ToolError
 from agentray.journal import Journal
 from agentray.model._types import ModelClient, Usage
@@ -86,6 +88,11 @@ class Run:
     ) -> None:
         self.run_id = run_id
         self.sandbox = sandbox or Sandbox.unconfined()
+        self.checkpoints: Checkpoints | None = (
+            Checkpoints(journal, run_id, config.workspace) if git_available() else None
+        )
+        self._checkpoint_warned = False
+        self._claims: dict[str, tuple[str, str]] = {}  # path -> (agent, call) of a file tool
         # resumed after its process died without recording the run's end (kill -9, power cut)
         self.crashed_before_end = False
         self.config = config
@@ -159,6 +166,39 @@ class Run:
             )
         )
         self.changes.notify()
+
+    def claim_path(self, agent: AgentState, call_id: str | None, path: str) -> None:
+        """Before a file tool writes: whichever snapshot sees the change first gives it to this agent."""
+        if call_id and isinstance(path, str):
+            self._claims[os.path.normpath(path)] = (agent.agent_id, call_id)
+
+    async def checkpoint(
+        self, agent: AgentState | None, call_id: str | None, tool: str, path: str | None = None
+    ) -> None:
+        """Snapshot the workspace for review and undo; a failure is a warning, never an agent's error."""
+        if self.checkpoints is None:
+            if not self._checkpoint_warned:
+                self._checkpoint_warned = True
+                self.notice("git is not installed: this run's changes cannot be reviewed or undone", level="warning")
+            return
+        if tool not in CHANGING_TOOLS and tool not in ("base", "resume", "end"):
+            return
+        # A file tool's own snapshot takes only the path it wrote: another agent's command may be
+        # changing other files right now.
+        only = os.path.normpath(path) if path and agent is not None else None
+        try:
+            snapshot = await self.checkpoints.take_async(
+                agent_id=agent.agent_id if agent else None, call_id=call_id, tool=tool,
+                claims=self._claims, only=only,
+            )
+            if snapshot is not None:
+                for changed in self.checkpoints.last_paths:
+                    self._claims.pop(changed, None)
+        except Exception as error:  # git or the disk failed: the work goes on without this snapshot
+            log.warning("run %s: snapshot after %s failed: %s", self.run_id, tool, error)
+            if not self._checkpoint_warned:
+                self._checkpoint_warned = True
+                self.notice(f"a snapshot for undo failed ({error}); later changes may not be undoable", level="warning")
 
     def watch_progress(self, progress: ProgressFile) -> None:
         progress.on_write_error = self._progress_write_failed
@@ -623,6 +663,8 @@ class Run:
             if self.outcome is not None:
                 # stopped before this task first ran: request_stop had nothing to cancel yet
                 raise asyncio.CancelledError
+            resumed = any(flag for _, flag in starters)
+            await self.checkpoint(None, None, "resume" if resumed else "base")
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 watcher = tg.create_task(self._watch_stop_requests(), name=f"stop-watch-{self.run_id}")
@@ -652,6 +694,9 @@ class Run:
         # Shielded: a second cancellation must not leave processes or stale statuses behind.
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(self.processes.kill_all())
+        with contextlib.suppress(asyncio.CancelledError):
+            # what no snapshot saw yet (a file tool's snapshot takes only its own path)
+            await asyncio.shield(self.checkpoint(None, None, "end"))
         outcome = self.outcome or RunOutcome("interrupted", "the run was interrupted")
         reason = "run stopped" if outcome.status in ("cancelled", "failed") else "run interrupted"
         if outcome.status == "succeeded":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from agentray.journal._journal import ENV_VAR, RUN_STATUSES, Journal, default_journal_path
 from agentray.journal._redact import _redact
-from agentray.journal._rows import AgentRow, EscalationRow, RunRow, ToolCallRow
+from agentray.journal._rows import AgentRow, EscalationRow, RunRow, SnapshotRow, ToolCallRow
 from agentray.journal._schema import SCHEMA_VERSION
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "EscalationRow",
     "Journal",
     "RunRow",
+    "SnapshotRow",
     "ToolCallRow",
     "_redact",
     "default_journal_path",

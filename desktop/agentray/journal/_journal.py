@@ -27,10 +27,12 @@ from agentray.journal._rows import (
     AgentRow,
     EscalationRow,
     RunRow,
+    SnapshotRow,
     ToolCallRow,
     agent_from_row,
     escalation_from_row,
     run_from_row,
+    snapshot_from_row,
     tool_call_from_row,
 )
 
@@ -522,6 +524,29 @@ class Journal(_Connection):
             "INSERT INTO events (run_id, type, ts, data) VALUES (?, ?, ?, ?)",
             (run_id, type, float(ts), _dumps(data)),
         )
+
+    # ----------------------------------------------------------------- snapshots
+
+    @_guarded
+    def add_snapshot(
+        self, run_id: str, *, commit_id: str, parent_id: str | None, agent_id: str | None,
+        call_id: str | None, tool: str, paths: list[str],
+    ) -> SnapshotRow:
+        with self._tx() as db:
+            seq = int(db.execute(
+                "SELECT COALESCE(MAX(seq) + 1, 0) FROM snapshots WHERE run_id = ?", (run_id,)
+            ).fetchone()[0])
+            db.execute(
+                "INSERT INTO snapshots (run_id, seq, commit_id, parent_id, agent_id, call_id, tool,"
+                " paths, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, seq, commit_id, parent_id, agent_id, call_id, tool, json.dumps(paths), time.time()),
+            )
+        return SnapshotRow(run_id, seq, commit_id, parent_id, agent_id, call_id, tool, tuple(paths), time.time())
+
+    @_guarded
+    def list_snapshots(self, run_id: str) -> list[SnapshotRow]:
+        rows = self._db.execute("SELECT * FROM snapshots WHERE run_id = ? ORDER BY seq", (run_id,))
+        return [snapshot_from_row(r) for r in rows]
 
     @_guarded
     def list_events(self, run_id: str, limit: int = 500) -> list[dict[str, Any]]:

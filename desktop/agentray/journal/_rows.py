@@ -12,10 +12,12 @@ __all__ = [
     "AgentRow",
     "EscalationRow",
     "RunRow",
+    "SnapshotRow",
     "ToolCallRow",
     "agent_from_row",
     "escalation_from_row",
     "run_from_row",
+    "snapshot_from_row",
     "tool_call_from_row",
 ]
 
@@ -127,6 +129,23 @@ def agent_from_row(r: sqlite3.Row) -> AgentRow:
 
 def escalation_from_row(r: sqlite3.Row) -> EscalationRow:
     return _build(EscalationRow, r, options=_json_tuple)
+
+
+@dataclass(frozen=True)
+class SnapshotRow:
+    run_id: str
+    seq: int
+    commit_id: str
+    parent_id: str | None  # the snapshot before it (None: the run's first)
+    agent_id: str | None  # None: the run's base, or the person's undo
+    call_id: str | None
+    tool: str  # base | resume | write_file | edit_file | run_command | run_build | claimed | undo
+    paths: tuple[str, ...]  # what changed since the parent
+    created_at: float
+
+
+def snapshot_from_row(r: sqlite3.Row) -> SnapshotRow:
+    return _build(SnapshotRow, r, paths=_json_tuple)
 
 
 def tool_call_from_row(r: sqlite3.Row) -> ToolCallRow:

@@ -159,6 +159,25 @@ _V1: tuple[str, ...] = (
     "CREATE INDEX events_by_run ON events (run_id, id)",
 )
 
-MIGRATIONS: list[tuple[str, ...]] = [_V1]
+# Checkpoints: a snapshot of the workspace (a commit of the shadow repository) before the run and
+# after each tool call that can change files, attributed to its agent and call.
+_V2: tuple[str, ...] = (
+    """
+    CREATE TABLE snapshots (
+        run_id      TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+        seq         INTEGER NOT NULL,
+        commit_id   TEXT NOT NULL,
+        parent_id   TEXT,
+        agent_id    TEXT,
+        call_id     TEXT,
+        tool        TEXT NOT NULL,
+        paths       TEXT NOT NULL DEFAULT '[]',
+        created_at  REAL NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    )
+    """,
+)
+
+MIGRATIONS: list[tuple[str, ...]] = [_V1, _V2]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -20,7 +20,9 @@ def journal_paths(journal: Path, workspace: Path) -> list[Path]:
     broad = folder in (Path("/"), Path.home()) or is_within(Path.home(), folder)
     if broad or is_within(folder, workspace):
         suffixes = ("", "-wal", "-shm", "-journal", ".locks")  # .locks: the runs' owner locks
-        return [journal.with_name(journal.name + suffix) for suffix in suffixes]
+        return [journal.with_name(journal.name + suffix) for suffix in suffixes] + [
+            journal.with_name("checkpoints")  # the shadow repositories of undo
+        ]
     return [folder]
 
 

@@ -482,7 +482,7 @@ class Workspace:
             raise ConfinementError(f"path {shown!r} leads outside the workspace; refused")
         mode = stat.S_IMODE(st.st_mode) if st is not None else _NEW_FILE_MODE
         try:
-            fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{real.name[:64]}.", suffix=".tmp")
+            fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{real.name[:64]}.", suffix=".agentray-tmp")
         except OSError as exc:
             raise ToolError(f"cannot write {shown}: {exc.strerror or exc}") from None
         try:

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_scripts import complete, orchestrator, policy, worker
 
+from agent_scripts import complete, orchestrator, policy, worker
 from agentray.checkpoints import Checkpoints
 from agentray.simulator import SimRequest, tool_use
 from conftest import SimEngine, SimEngineFactory
@@ -99,7 +99,7 @@ async def test_every_change_is_attributed_and_the_persons_repo_is_untouched(
         (workspace / "old.txt").write_text("old\n")
         (workspace / "shared.txt").write_text("shared\n")
         (workspace / ".gitignore").write_text("build/\n")
-    run_id, points = await _run(sim_engine(_two_workers()))
+    _, points = await _run(sim_engine(_two_workers()))
     snapshots = points.snapshots()
     assert snapshots[0].tool == "base" and snapshots[0].agent_id is None
     assert {s.tool for s in snapshots[1:]} <= {"write_file", "edit_file", "run_command", "claimed", "end"}
@@ -126,7 +126,7 @@ async def test_every_change_is_attributed_and_the_persons_repo_is_untouched(
 async def test_undo_per_agent_per_run_refusals_and_force(sim_engine: SimEngineFactory, workspace: Path) -> None:
     _person_repo(workspace)
     before = _git_state(workspace)
-    run_id, points = await _run(sim_engine(_two_workers(sequential=True)))
+    _, points = await _run(sim_engine(_two_workers(sequential=True)))
     # one agent whose file another agent changed too: refused, nothing changed
     refused = points.undo("a003")
     assert not refused.ok and refused.shared == {"shared.txt": ("a002",)} and refused.restored == ()

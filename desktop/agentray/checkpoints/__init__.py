@@ -114,7 +114,7 @@ class Checkpoints:
                 # the command may have changed it too: both own it (undo of either is then refused
                 # as shared, never silently partial)
                 owners.setdefault(own, []).append(path)
-        groups = [(own, owners.pop(own, []))] + list(owners.items())
+        groups = [(own, owners.pop(own, [])), *owners.items()]
         rows = []
         with Journal(self.journal_path) as journal:
             for (agent, call), group in groups:

@@ -174,6 +174,29 @@ async def test_diff_and_undo_commands(sim_engine: SimEngineFactory, workspace: P
     done = _cli(["undo", run_id, "--agent", "a002", "--force"], env)
     assert done.returncode == 0 and "restored a.txt" in done.stdout
     assert not (workspace / "a.txt").exists()
-    for bad in (["diff", "nope"], ["undo", run_id, "--agent", "a999"]):
+    for bad in (["diff", "nope"], ["undo", run_id, "--agent", "a999"], ["runs", "--prune", "-1"]):
         result = _cli(bad, env)
         assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    pruned = _cli(["runs", "--prune", "0"], env)
+    assert pruned.returncode == 0 and pruned.stdout == f"forgot 1 run that ended more than 0 days ago: {run_id}\n"
+
+
+async def test_pruning_forgets_old_runs_and_their_snapshots(sim_engine: SimEngineFactory, workspace: Path) -> None:
+    import time
+
+    from agentray.checkpoints import prune_runs
+
+    (workspace / "keep.txt").write_text("one\ntwo\n")
+    se = sim_engine(_two_workers(sequential=True))
+    old_run, points = await _run(se)
+    new_run, _ = await _run(se)
+    commit = points.snapshots()[-1].commit_id
+    assert points.repo.run("cat-file", "-t", commit).strip() == b"commit"
+    se.journal._db.execute("UPDATE runs SET ended_at = ? WHERE run_id = ?", (time.time() - 40 * 86400, old_run))
+    assert prune_runs(se.journal, 30) == [old_run]
+    assert se.journal.get_run(old_run) is None and se.journal.get_run(new_run) is not None
+    assert se.journal.list_snapshots(old_run) == []
+    assert se.journal.list_snapshots(new_run) != []
+    # git let go of the old run's commits that no other run shares
+    assert points.repo.run("rev-parse", "--verify", "--quiet", f"refs/agentray/{old_run}", check=False) == b""
+    assert prune_runs(se.journal, 30) == []  # nothing older left

@@ -415,3 +415,42 @@ def test_a_crash_mid_request_redoes_only_that_turn(tmp_path: Path, ws: Path, env
     assert (ws / "log.txt").read_text() == "once\n"
     db = sqlite3.connect(env["AGENTRAY_JOURNAL"])
     assert db.execute("select count(*) from agents where role = 'worker'").fetchone() == (1,)
+
+
+def test_a_crash_between_a_call_and_its_snapshot_is_never_given_to_another_agent(
+    tmp_path: Path, ws: Path, env: dict[str, str]
+) -> None:
+    from agentray.checkpoints import Checkpoints
+
+    token = f"{os.getpid() % 1000}.{time.monotonic_ns() % 10_000 + 4}"
+
+    def orchestrator(req: SimRequest) -> list[dict[str, Any]]:
+        if not req.tool_results_named("spawn_agent"):
+            return [tool_use("spawn_agent", task="W-MAKER makes a file, then waits"),
+                    tool_use("spawn_agent", task="W-OTHER writes its own file")]
+        if not [r for r in req.tool_results_named("await_agents") if not r.is_error]:
+            return [tool_use("await_agents")]
+        return [tool_use("finish", summary="done", outcome="success")]
+
+    def maker(req: SimRequest) -> list[dict[str, Any]]:
+        if not req.tool_results_named("run_command"):
+            return [tool_use("run_command", command=f"echo made > made.txt; sleep {token}")]
+        return [tool_use("complete", summary="made")]
+
+    def other(req: SimRequest) -> list[dict[str, Any]]:
+        if not req.tool_results_named("write_file"):
+            return [tool_use("write_file", path="other.txt", content="mine\n")]
+        return [tool_use("complete", summary="wrote")]
+
+    script = Script({"You are the orchestrator": orchestrator, "W-MAKER": maker, "W-OTHER": other})
+    with Simulator(script.policy, api_keys={KEY}) as sim:
+        cli = _start(sim, ws, env)
+        _wait(lambda: _running(token) and (ws / "made.txt").exists(), 30, "the maker's command")
+        run_id = _crash(cli)  # made.txt exists; the call that made it never got its snapshot
+        code, _out, err = _finish(_resume(run_id, sim, env))
+    assert code == 0, err
+    points = Checkpoints(Path(env["AGENTRAY_JOURNAL"]), run_id, ws)
+    changes = {c.path: c.agents for c in points.changes()}
+    assert changes["made.txt"] == ("-",)  # found by the resume's snapshot: nobody's, not W-OTHER's
+    assert changes["other.txt"] == ("a003",)
+    assert any(s.tool == "resume" for s in points.snapshots())

@@ -49,6 +49,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more days")
+    return value
+
+
 def _budget(text: str) -> float:
     try:
         value = float(text)
@@ -107,7 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("tray", help="start the tray app (the default)")
 
     runs = sub.add_parser("runs", help="list runs from the journal")
-    runs.add_argument("--limit", type=_positive_int, default=20)
+    runs.add_argument("--limit", type=_positive_int, default=20, help="how many runs to list (default 20)")
+    runs.add_argument(
+        "--prune", type=_days, nargs="?", const=30.0, metavar="DAYS",
+        help="forget runs that ended more than DAYS ago (default 30), with their snapshots",
+    )
     runs.add_argument("--json", action="store_true")
 
     show = sub.add_parser("show", help="show one run: agents, escalations, usage")
@@ -363,6 +377,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     journal = _journal()
     journal.mark_interrupted_runs()
+    if args.prune is not None:
+        from agentray.checkpoints import prune_runs
+
+        gone = prune_runs(journal, args.prune)
+        noun = "run" if len(gone) == 1 else "runs"
+        print(f"forgot {len(gone)} {noun} that ended more than {args.prune:g} days ago" + (f": {', '.join(gone)}" if gone else ""))
+        return EXIT_OK
     rows = journal.list_runs(limit=args.limit)
     if args.json:
         print_json([_run_dict(journal, r) for r in rows])

@@ -21,12 +21,14 @@ from ._git import GitError, ShadowRepo, git_available
 
 __all__ = [
     "CHANGING_TOOLS",
+    "DEFAULT_KEEP_DAYS",
     "Checkpoints",
     "FileChange",
     "GitError",
     "UndoResult",
     "checkpoint_root",
     "git_available",
+    "prune_runs",
 ]
 
 CHANGING_TOOLS = frozenset({"write_file", "edit_file", "run_command", "run_build"})
@@ -250,3 +252,27 @@ class Checkpoints:
         if restored:
             self.take(agent_id=None, call_id=None, tool="undo")
         return UndoResult(tuple(restored), tuple(changed_since) if force else (), shared if force else {})
+
+
+DEFAULT_KEEP_DAYS = 30
+
+
+def prune_runs(journal: Journal, days: float, *, now: float | None = None) -> list[str]:
+    """Forget runs that ended more than ``days`` ago, with their snapshots, and let git drop the
+    commits no run points at any more. Blocking: the tray runs it in the background at start-up,
+    never during a run."""
+    import time
+
+    cutoff = (time.time() if now is None else now) - days * 86400
+    gone = journal.delete_runs_ended_before(cutoff)
+    touched: dict[Path, ShadowRepo] = {}
+    for run_id, workspace in gone:
+        repo = ShadowRepo(checkpoint_root(journal.path), Path(workspace))
+        if (repo.git_dir / "HEAD").exists():
+            repo.run("update-ref", "-d", f"refs/agentray/{run_id}", check=False)
+            touched[repo.git_dir] = repo
+    for repo in touched.values():
+        with contextlib.suppress(GitError, OSError):
+            repo.run("reflog", "expire", "--expire=now", "--all", check=False)
+            repo.run("gc", "--quiet", "--prune=now")
+    return [run_id for run_id, _ in gone]

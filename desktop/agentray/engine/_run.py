@@ -167,6 +167,16 @@ class Run:
         )
         self.changes.notify()
 
+    def _claim_unsnapshotted_writes(self) -> None:
+        """File-tool writes that ended before a crash but never got their snapshot still belong to
+        their agent: the resume's snapshot gives them to it (commands' changes it cannot place)."""
+        snapped = {s.call_id for s in self.journal.list_snapshots(self.run_id) if s.call_id}
+        for call in self.journal.list_tool_calls(self.run_id):
+            path = call.input.get("path")
+            if (call.name in ("write_file", "edit_file") and call.finished_at is not None
+                    and not call.is_error and call.call_id not in snapped and isinstance(path, str)):
+                self._claims[os.path.normpath(path)] = (call.agent_id, call.call_id)
+
     def claim_path(self, agent: AgentState, call_id: str | None, path: str) -> None:
         """Before a file tool writes: whichever snapshot sees the change first gives it to this agent."""
         if call_id and isinstance(path, str):
@@ -664,6 +674,8 @@ class Run:
                 # stopped before this task first ran: request_stop had nothing to cancel yet
                 raise asyncio.CancelledError
             resumed = any(flag for _, flag in starters)
+            if resumed:
+                self._claim_unsnapshotted_writes()
             await self.checkpoint(None, None, "resume" if resumed else "base")
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg

@@ -544,6 +544,18 @@ class Journal(_Connection):
         return SnapshotRow(run_id, seq, commit_id, parent_id, agent_id, call_id, tool, tuple(paths), time.time())
 
     @_guarded
+    def delete_runs_ended_before(self, cutoff: float) -> list[tuple[str, str]]:
+        """Forget runs that ended before ``cutoff`` (everything of theirs goes with them);
+        returns their (run_id, workspace). Running runs are never deleted."""
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT run_id, workspace FROM runs WHERE status != 'running' AND ended_at IS NOT NULL"
+                " AND ended_at < ?", (cutoff,),
+            ).fetchall()
+            db.executemany("DELETE FROM runs WHERE run_id = ?", [(r[0],) for r in rows])
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    @_guarded
     def list_snapshots(self, run_id: str) -> list[SnapshotRow]:
         rows = self._db.execute("SELECT * FROM snapshots WHERE run_id = ? ORDER BY seq", (run_id,))
         return [snapshot_from_row(r) for r in rows]

@@ -205,7 +205,8 @@ def test_search_skips_binary_and_large_files_and_survives_bad_bytes(
 
 def _run(ws: Workspace, limit: int = 30_000) -> Any:
     return SimpleNamespace(
-        files=ws, config=SimpleNamespace(tool_output_limit=limit), progress=lambda *a: None
+        files=ws, config=SimpleNamespace(tool_output_limit=limit), progress=lambda *a: None,
+        claim_path=lambda *a: None,
     )
 
 

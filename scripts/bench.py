@@ -13,6 +13,10 @@ the engine's GIL). Prints a table; figures are medians of several repeats.
    and Stop all with N running commands that ignore SIGTERM (each with a setsid daemon).
 
     python scripts/bench.py --only sandbox   # just the sandbox figures
+5. checkpoints: a snapshot of the workspace into the shadow repository (before a run, after a
+   command, after a file tool), for a small and a 5,000-file folder.
+
+    python scripts/bench.py --only checkpoints
 """
 
 from __future__ import annotations
@@ -341,12 +345,43 @@ async def bench_stop_all(commands: int, repeats: int) -> dict[str, float]:
     return results
 
 
+# ---------------------------------------------------------------------------- checkpoints
+def bench_checkpoints(files: int, repeats: int) -> dict[str, float]:
+    from agentray.checkpoints import Checkpoints
+
+    with tempfile.TemporaryDirectory(dir="/var/tmp" if Path("/var/tmp").is_dir() else None) as tmp:
+        ws = Path(tmp) / "ws"
+        ws.mkdir()
+        for i in range(files):
+            folder = ws / f"d{i % 50}"
+            folder.mkdir(exist_ok=True)
+            (folder / f"f{i}.py").write_text("x = 1\n" * 300)
+        journal = Journal(Path(tmp) / "journal.sqlite3")
+        journal.create_run("r1", goal="bench", workspace=str(ws), config={}, pid=1)
+        points = Checkpoints(journal, "r1", ws)
+        started = time.perf_counter()
+        points.take(agent_id=None, call_id=None, tool="base")
+        base = time.perf_counter() - started
+        whole, one = [], []
+        for k in range(repeats * 2):
+            (ws / "d1" / "f1.py").write_text(f"y = {k}\n")
+            started = time.perf_counter()
+            points.take(agent_id="a002", call_id=f"c{k}", tool="run_command")
+            whole.append(time.perf_counter() - started)
+            (ws / "d2" / "f2.py").write_text(f"z = {k}\n")
+            started = time.perf_counter()
+            points.take(agent_id="a002", call_id=f"e{k}", tool="edit_file", only="d2/f2.py")
+            one.append(time.perf_counter() - started)
+        journal.close()
+    return {"base": base * 1000, "whole": statistics.median(whole) * 1000, "one": statistics.median(one) * 1000}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", choices=("engine", "sandbox"), help="run one group of benchmarks")
+    parser.add_argument("--only", choices=("engine", "sandbox", "checkpoints"), help="run one group of benchmarks")
     args = parser.parse_args()
     repeats = 2 if args.quick else 5
 
@@ -354,10 +389,20 @@ def main() -> int:
         print(
             f"# Agentray engine benchmarks ({psutil.cpu_count()} cores, Python {sys.version.split()[0]})\n"
         )
-        if args.only != "engine":
+        if args.only in (None, "sandbox"):
             await sandbox_tables()
-        if args.only != "sandbox":
+        if args.only in (None, "checkpoints"):
+            checkpoint_table()
+        if args.only in (None, "engine"):
             await engine_tables()
+
+    def checkpoint_table() -> None:
+        print(f"| snapshot (median of {repeats * 2}) | first, before the run | after a command (whole folder) | after a file tool (its path) |")
+        print("|---|---:|---:|---:|")
+        for files in (100, 5000):
+            row = bench_checkpoints(files, repeats)
+            print(f"| {files} files | {row['base']:.0f} ms | {row['whole']:.0f} ms | {row['one']:.0f} ms |")
+        print()
 
     async def sandbox_tables() -> None:
         startup = await bench_sandbox_startup(repeats)

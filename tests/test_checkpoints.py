@@ -126,6 +126,7 @@ async def test_every_change_is_attributed_and_the_persons_repo_is_untouched(
 async def test_undo_per_agent_per_run_refusals_and_force(sim_engine: SimEngineFactory, workspace: Path) -> None:
     _person_repo(workspace)
     before = _git_state(workspace)
+    status_before = _git(workspace, "status", "--porcelain", "--untracked-files=all")
     _, points = await _run(sim_engine(_two_workers(sequential=True)))
     # one agent whose file another agent changed too: refused, nothing changed
     refused = points.undo("a003")
@@ -147,6 +148,9 @@ async def test_undo_per_agent_per_run_refusals_and_force(sim_engine: SimEngineFa
     assert not (workspace / "a.txt").exists()
     assert (workspace / "keep.txt").read_text() == "one\ntwo\n"
     assert _git_state(workspace) == before
+    # the person's `git status` is as before the run (agent-responses/ aside, the run's own record)
+    status_after = _git(workspace, "status", "--porcelain", "--untracked-files=all")
+    assert [line for line in status_after.splitlines() if "agent-responses/" not in line] == status_before.splitlines()
     assert points.undo().restored == ()  # nothing left to undo
 
 

@@ -170,6 +170,18 @@ def _journal() -> Any:
     return Journal()
 
 
+def _find_run(journal: Any, ref: str) -> Any:
+    """The run ``ref`` names (an id or a unique prefix), or one line saying why not."""
+    row = journal.get_run(ref)
+    if row is not None:
+        return row
+    matches = journal.runs_matching(ref)
+    if len(matches) > 1:
+        more = ", …" if len(matches) == 5 else ""
+        raise BadInputError(f"ambiguous run {ref!r}: {', '.join(matches)}{more}; give more of the id")
+    raise BadInputError(f"no run {ref!r} (see `agentray runs`)")
+
+
 def _policy(flag: str | None, *, demo: bool) -> str:
     if flag:
         return flag
@@ -338,9 +350,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     journal = _journal()
     journal.mark_interrupted_runs()
-    row = journal.get_run(args.run)
-    if row is None:
-        raise BadInputError(f"no run {args.run!r} (see `agentray runs`)")
+    row = _find_run(journal, args.run)
     demo = "agentray-demo-" in row.workspace
     session = None
     if demo and not args.base_url:
@@ -418,9 +428,7 @@ def _run_dict(journal: Any, row: Any) -> dict[str, Any]:
 def cmd_show(args: argparse.Namespace) -> int:
     journal = _journal()
     journal.mark_interrupted_runs()
-    row = journal.get_run(args.run)
-    if row is None:
-        raise BadInputError(f"no run {args.run!r} (see `agentray runs`)")
+    row = _find_run(journal, args.run)
     agents = journal.list_agents(row.run_id)
     escalations = journal.list_escalations(row.run_id)
     usage = journal.run_usage(row.run_id)
@@ -495,9 +503,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
         noun = "run" if len(stopped) == 1 else "runs"
         print(f"stop requested for {len(stopped)} {noun}: {', '.join(stopped)}; they stop within a second")
         return EXIT_OK
-    row = journal.get_run(args.run)
-    if row is None:
-        raise BadInputError(f"no run {args.run!r} (see `agentray runs`)")
+    row = _find_run(journal, args.run)
     if not journal.request_stop(row.run_id):
         raise BadInputError(f"run {row.run_id} is not running ({row.status})")
     print(f"stop requested for {row.run_id}; its process stops it within a second")
@@ -546,9 +552,7 @@ def _checkpoints(args: argparse.Namespace, *, changing: bool = False) -> Any:
 
     journal = _journal()
     journal.mark_interrupted_runs()
-    row = journal.get_run(args.run)
-    if row is None:
-        raise BadInputError(f"no run {args.run!r} (see `agentray runs`)")
+    row = _find_run(journal, args.run)
     if not git_available():
         raise BadInputError("git is not installed: review and undo need it")
     if not journal.list_snapshots(row.run_id):
@@ -667,6 +671,12 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(error), EXIT_FAILED)
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_CANCELLED)
+    except BrokenPipeError:
+        # `agentray runs | head -1`: the reader has gone; stop quietly (and keep Python's own
+        # flush at exit from failing again)
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -642,7 +642,8 @@ class Run:
         active = self.active_workers()
         if active:
             listed = ", ".join(f"{a.agent_id} ({a.status})" for a in active)
-            problems.append(f"{len(active)} agents are still active: {listed}; await or cancel them first")
+            still = "1 agent is" if len(active) == 1 else f"{len(active)} agents are"
+            problems.append(f"{still} still active: {listed}; await or cancel them first")
         if outcome == "success" and self.config.build_command:
             if self.build_passed_at is None:
                 problems.append("no passing run_build since the last change; run the build first")

@@ -113,6 +113,15 @@ class Journal(_Connection):
         return None if row is None else run_from_row(row)
 
     @_guarded
+    def runs_matching(self, prefix: str, limit: int = 5) -> list[str]:
+        """Run ids that start with ``prefix`` (newest first), to say which ones are meant."""
+        rows = self._db.execute(
+            "SELECT run_id FROM runs WHERE substr(run_id, 1, length(?1)) = ?1"
+            " ORDER BY started_at DESC LIMIT ?2", (prefix, limit),
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    @_guarded
     def list_runs(self, limit: int = 50, *, status: str | None = None) -> list[RunRow]:
         if status is None:
             rows = self._db.execute(

@@ -250,6 +250,8 @@ async def _drive(
         sys.stderr.write(f"agentray: run {run_id} {outcome.status}: {outcome.summary}\n")
         if outcome.status in ("interrupted", "cancelled", "failed") and outcome.resumable:
             sys.stderr.write(f"agentray: resume it with `agentray resume {run_id}`\n")
+    if not json_lines and engine.journal.list_snapshots(run_id):
+        sys.stdout.write(f"review: `agentray diff {run_id} --stat` · put back: `agentray undo {run_id}`\n")
     if after and not json_lines:
         sys.stdout.write(after.format(run_id=run_id))
     return _exit_code(outcome)
@@ -483,6 +485,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             state = f"answered by {esc.answered_by}: {esc.choice or esc.answer}" if esc.answered_at else "PENDING"
             print(f"  {esc.escalation_id} {esc.agent_id} ({esc.kind}) {esc.question} — {state}")
     print(f"\nprogress files: {Path(row.workspace) / 'agent-responses'}")
+    if journal.list_snapshots(row.run_id):
+        print(f"changes:        `agentray diff {row.run_id} --stat`, undo with `agentray undo {row.run_id}`")
     return EXIT_OK
 
 

@@ -1,7 +1,8 @@
-"""README screenshots: the tray menu, the escalation pop-up and the dashboard, taken from the
-real windows while the offline demo runs through the real engine and the simulator.
+"""README screenshots: the tray menu, the escalation pop-up, the dashboard and its Changes tab,
+taken from the real windows while the offline demo runs through the real engine and the simulator
+(the Changes tab once the run has finished).
 
-    xvfb-run -a python scripts/screenshots.py [--out docs/screenshots]
+    xvfb-run -a python scripts/screenshots.py [--out docs/screenshots] [--only changes ...]
 
 Nothing of the user's is touched: the journal and settings live in a temporary folder.
 """
@@ -26,7 +27,7 @@ os.environ.pop("ANTHROPIC_API_KEY", None)
 import qasync  # noqa: E402
 from PySide6.QtCore import QPoint, QRect, QSettings, Qt  # noqa: E402
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPixmap  # noqa: E402
-from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
+from PySide6.QtWidgets import QApplication, QSplitter, QWidget  # noqa: E402
 
 from agentray.demo import DemoSession  # noqa: E402
 from agentray.journal import Journal  # noqa: E402
@@ -42,6 +43,7 @@ class _Shell:
     """The tray's shell; the screenshots click nothing."""
 
     def open_dashboard(self, run_id: str | None = None) -> None: ...
+    def open_changes(self, run_id: str) -> None: ...
     def open_new_run(self, goal: Any = None, workspace: Any = None, preset: Any = None) -> None: ...
     def open_settings(self) -> None: ...
     def open_escalations(self, escalation_id: str | None = None) -> None: ...
@@ -63,7 +65,12 @@ async def _settle(app: QApplication, seconds: float = 0.4) -> None:
     await asyncio.sleep(seconds)
 
 
+ONLY: set[str] = set()  # --only: the names to write (empty: all)
+
+
 def _save(pixmap: QPixmap | QImage, path: Path) -> None:
+    if ONLY and path.stem not in ONLY:
+        return
     if not pixmap.save(str(path), "PNG"):  # type: ignore[call-overload]
         raise OSError(f"cannot write {path}")
     print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}", flush=True)
@@ -138,6 +145,26 @@ async def take(out: Path) -> None:
         _save(_tray_scene(tray.menu, tray.state, tray.count), out / "tray-menu.png")
         tray.menu.hide()
         tray.icon.hide()
+
+        # Changes: answer the question, let the run finish, review what each agent changed.
+        controller.answer_escalation(view.escalation_id, view.options[0], view.options[0])
+        await _until(lambda: not controller.is_live(run_id), 150, "the run to finish")
+        dashboard.resize(1240, 820)
+        dashboard.show_changes(run_id)
+        changes = dashboard.changes
+        await _until(lambda: len(changes.file_rows()) >= 4 and not changes.busy, what="changes")
+        fixer = next(a for a in agents if a.title == "Fix the failing build").agent_id
+        dashboard.agents.setCurrentItem(dashboard._agent_items[fixer])
+        split = dashboard.tabs.parentWidget()
+        if isinstance(split, QSplitter):  # room for the diff: the agent tree gets what it needs
+            split.setSizes([170, 600])
+        changes.select_file("textkit/headline.py")
+        await _until(
+            lambda: changes.file_diff is not None and changes.file_diff.path == "textkit/headline.py",
+            what="the diff",
+        )
+        await _settle(app, 0.6)
+        _save(dashboard.grab(), out / "changes.png")
         dashboard.hide()
     finally:
         print("stopping the demo run", flush=True)
@@ -148,7 +175,12 @@ async def take(out: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    parser.add_argument(
+        "--only", nargs="+", default=[], metavar="NAME",
+        help="write only these (dashboard escalation tray-menu changes)",
+    )
     args = parser.parse_args()
+    ONLY.update(args.only)
     args.out.mkdir(parents=True, exist_ok=True)
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(TMP / "qsettings"))
     app = QApplication(sys.argv[:1])

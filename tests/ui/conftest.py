@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import pytest
 import qasync
+from changes_fixtures import MadeRun, make_run
 from PySide6.QtCore import QEventLoop, QSettings
 from PySide6.QtWidgets import QApplication
 
@@ -123,6 +124,22 @@ def controller(
     ctl.use_demo(demo)
     yield ctl
     qloop.run(ctl.shutdown())
+
+
+@pytest.fixture
+def offline_controller(
+    qloop: QLoop, settings: AppSettings, tmp_path: Path
+) -> Iterator[AppController]:
+    """A controller with no engine: runs are in the journal only, as after a restart."""
+    ctl = AppController(settings, Journal(tmp_path / "j.sqlite3"))
+    yield ctl
+    qloop.run(ctl.shutdown())
+
+
+@pytest.fixture
+def made_run(offline_controller: AppController, tmp_path: Path) -> MadeRun:
+    """A finished run of two agents, made by hand with real files and real git."""
+    return make_run(offline_controller.journal, tmp_path)
 
 
 def demo_workspace(tmp_path: Path, name: str) -> Path:

@@ -123,6 +123,8 @@ def test_save_writes_preferences_and_autostart(
     dialog.budget.setValue(2.5)
     dialog.mute.setChecked(True)
     dialog.start_at_login.setChecked(True)
+    assert dialog.keep_days.value() == 30  # the default
+    dialog.keep_days.setValue(7)
     dialog.save()
 
     entry = tmp_path / "xdg" / "autostart" / "agentray.desktop"
@@ -134,6 +136,7 @@ def test_save_writes_preferences_and_autostart(
     again = SettingsDialog(plain_controller)
     qtbot.addWidget(again)
     assert again.start_at_login.isChecked() and again.mute.isChecked()
+    assert settings.keep_days == 7 and again.keep_days.value() == 7
     again.start_at_login.setChecked(False)
     again.save()
     assert not entry.exists() and settings.start_at_login is False

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -28,6 +29,8 @@ from .settings import APPLICATION, ORGANIZATION, AppSettings
 from .single_instance import SingleInstance
 from .tray import Tray
 from .welcome import WelcomeDialog
+
+log = logging.getLogger(__name__)
 
 __all__ = ["TrayApp", "run_tray"]
 
@@ -61,6 +64,7 @@ class TrayApp(QObject):
         self.notifier = Notifier(self.tray.icon, controller, parent=self)
         self.notifier.open_escalation.connect(self.open_escalations)
         self.notifier.open_run.connect(self.open_dashboard)
+        self.notifier.open_changes.connect(self.open_changes)
         self.escalations = EscalationWindow(controller)
         self.windows["escalations"] = self.escalations
         # A new question brings the window up by itself only when it is already open; otherwise
@@ -86,6 +90,12 @@ class TrayApp(QObject):
         if run_id:
             window.show_run(run_id)  # type: ignore[attr-defined]
         _bring_forward(window)
+
+    def open_changes(self, run_id: str) -> None:
+        """The dashboard on this run's Changes tab (review and undo)."""
+        self.open_dashboard()
+        window = self.windows["dashboard"]
+        window.show_changes(run_id)  # type: ignore[attr-defined]
 
     def open_new_run(
         self, goal: str | None = None, workspace: str | None = None, preset: str | None = None
@@ -151,6 +161,10 @@ class TrayApp(QObject):
     async def start(self, *, demo: bool) -> None:
         if self.tray_available:
             self.tray.icon.show()
+        # Action buttons ("Review") where a notification server is on the session bus; asked in
+        # the background (a bus that does not answer must not hold the start up).
+        self._spawn(self.notifier.use_desktop_notifications())
+        self._spawn(self._prune_old_runs())
         if demo:
             await self.start_demo()
             return
@@ -160,6 +174,26 @@ class TrayApp(QObject):
             self.open_dashboard()
         if self.controller.pending_escalations():  # questions left from before a restart
             self.open_escalations()
+
+    async def _prune_old_runs(self) -> None:
+        """Forget runs older than the settings keep, and let git drop their snapshots: in the
+        background at start-up, before any run of this session (never on a run's hot path)."""
+        from agentray.checkpoints import prune_runs
+        from agentray.journal import Journal
+
+        path, days = self.controller.journal.path, self.controller.settings.keep_days
+
+        def prune() -> list[str]:
+            with Journal(path) as journal:  # its own connection: this runs in a worker thread
+                return prune_runs(journal, days)
+
+        try:
+            gone = await asyncio.to_thread(prune)
+        except Exception:
+            log.exception("pruning old runs failed")
+            return
+        if gone:
+            log.info("forgot %d runs older than %d days", len(gone), days)
 
     async def start_demo(self) -> str | None:
         from agentray.demo import DemoSession
@@ -183,6 +217,8 @@ class TrayApp(QObject):
         """Stop runs cleanly (they stay resumable), close the demo, end the loop."""
         with contextlib.suppress(Exception):
             await self.controller.shutdown()
+        with contextlib.suppress(Exception):
+            await self.notifier.aclose()
         if self.demo_session is not None:
             with contextlib.suppress(Exception):
                 self.demo_session.close()

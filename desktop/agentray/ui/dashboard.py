@@ -35,7 +35,9 @@ from PySide6.QtWidgets import (
 )
 
 from agentray import events as ev
+from agentray.checkpoints import CHANGING_TOOLS
 
+from .changes_view import ChangesView
 from .controller import StartDeclined
 from .dashboard_views import (
     AgentInfo,
@@ -104,6 +106,7 @@ class DashboardWindow(QMainWindow):
         self._pending_events: list[ev.Event] = []
         self._dirty_runs = self._dirty_agents = self._dirty_progress = False
         self._dirty_transcript = False
+        self._dirty_changes = False
         self._progress_text: str | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
 
@@ -155,6 +158,8 @@ class DashboardWindow(QMainWindow):
         self.tabs.addTab(self.progress, "Progress")
         self.tabs.addTab(self.transcript, "Transcript")
         self.tabs.addTab(self.events, "Events")
+        self.changes = ChangesView(self.controller)
+        self.tabs.addTab(self.changes, "Changes")
         self.tabs.currentChanged.connect(self._tab_changed)
 
         self.stop_agent_button = QPushButton("Stop agent")
@@ -220,6 +225,13 @@ class DashboardWindow(QMainWindow):
         self.raise_()
         self.activateWindow()
 
+    def show_changes(self, run_id: str) -> None:
+        """Bring the window up on this run's Changes tab (review and undo)."""
+        self.show_run(run_id)
+        if not self.changes.busy:  # read afresh: the files may have changed since the last read
+            self.changes.mark_stale()  # (now if on show, else as the tab comes up)
+        self.tabs.setCurrentWidget(self.changes)
+
     # ------------------------------------------------------------------ events -> dirty flags
     def _on_event(self, event: ev.Event) -> None:
         if isinstance(event, ev.GuardStateChanged):
@@ -238,6 +250,10 @@ class DashboardWindow(QMainWindow):
                         self._dirty_progress = True
                     if isinstance(event, ev.ToolCallFinished | ev.UsageUpdated):
                         self._dirty_transcript = True
+            if (
+                isinstance(event, ev.ToolCallFinished) and event.tool in CHANGING_TOOLS
+            ) or isinstance(event, ev.RunFinished):
+                self._dirty_changes = True  # its snapshot is in the journal by now
         if isinstance(event, ev.RunStarted | ev.RunFinished):
             self._dirty_runs = True
         self._schedule()
@@ -268,6 +284,10 @@ class DashboardWindow(QMainWindow):
         if self._dirty_transcript and self.tabs.currentWidget() is self.transcript:
             self._dirty_transcript = False
             self._refresh_transcript()
+        if self._dirty_changes:
+            # the view reads one at a time (and once more after), however many calls end meanwhile
+            self._dirty_changes = False
+            self.changes.mark_stale()
         self._update_buttons()
 
     # ------------------------------------------------------------------ runs
@@ -381,6 +401,8 @@ class DashboardWindow(QMainWindow):
         self._pending_events = []
         self._load_events(run_id)
         self._refresh_agents()
+        self._dirty_changes = False
+        self.changes.set_run(run_id)
         self._update_buttons()
 
     def _live_run(self) -> Any | None:
@@ -478,6 +500,8 @@ class DashboardWindow(QMainWindow):
         return self._progress_text or ""
 
     def _tab_changed(self, _index: int) -> None:
+        if self.tabs.currentWidget() is self.changes:
+            self.changes.ensure_loaded()
         if self.tabs.currentWidget() is self.transcript and self._dirty_transcript:
             self._dirty_transcript = False
             self._refresh_transcript()

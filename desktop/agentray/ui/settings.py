@@ -12,6 +12,7 @@ from typing import Any
 
 from PySide6.QtCore import QSettings
 
+from agentray.checkpoints import DEFAULT_KEEP_DAYS
 from agentray.engine import DEFAULT_MODEL, RunConfig
 
 __all__ = [
@@ -132,6 +133,19 @@ class AppSettings:
     @start_at_login.setter
     def start_at_login(self, value: bool) -> None:
         self._set("start_at_login", bool(value))
+
+    @property
+    def keep_days(self) -> int:
+        """Runs that ended more than this many days ago are forgotten with their snapshots."""
+        try:
+            value = int(str(self.qsettings.value("keep_days", DEFAULT_KEEP_DAYS)))
+        except (TypeError, ValueError):
+            return DEFAULT_KEEP_DAYS
+        return value if value >= 1 else DEFAULT_KEEP_DAYS
+
+    @keep_days.setter
+    def keep_days(self, value: int) -> None:
+        self._set("keep_days", max(1, int(value)))
 
     @property
     def run_unsandboxed(self) -> bool:

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -76,8 +77,18 @@ class SettingsDialog(QDialog):
         self.start_at_login = QCheckBox("Start Agentray at login")
         self.start_at_login.setChecked(autostart.is_enabled() or bool(settings.start_at_login))
         self.autostart_error = _error_label()
+        self.keep_days = QSpinBox()
+        self.keep_days.setRange(1, 3650)
+        self.keep_days.setSuffix(" days")
+        self.keep_days.setValue(settings.keep_days)
+        self.keep_days.setToolTip("Older runs are forgotten, with their snapshots, when Agentray starts")
+        keep_row = QHBoxLayout()
+        keep_row.addWidget(QLabel("Keep finished runs and their snapshots for"))
+        keep_row.addWidget(self.keep_days)
+        keep_row.addStretch(1)
         general_layout.addWidget(self.mute)
         general_layout.addWidget(self.start_at_login)
+        general_layout.addLayout(keep_row)
         general_layout.addWidget(self.autostart_error)
         layout.addWidget(general)
         layout.addWidget(self._sandbox_group())
@@ -264,6 +275,7 @@ class SettingsDialog(QDialog):
         settings.default_model = self.model.currentText().strip() or DEFAULT_MODEL
         settings.limits = self.limits.values()
         settings.notifications_muted = self.mute.isChecked()
+        settings.keep_days = self.keep_days.value()
         wanted = self.start_at_login.isChecked()
         try:
             if wanted:

@@ -1,5 +1,6 @@
 """The tray icon and its menu. The icon shows the state (idle, N agents working, needs you, last
-run failed); the menu is rebuilt each time it opens."""
+run failed); the menu is rebuilt each time it opens. Every run in it, live or finished, has
+"Review changes": the dashboard's Changes view of that run (review and undo)."""
 
 from __future__ import annotations
 
@@ -19,15 +20,18 @@ from .controller import AppController, RunSummary, StartDeclined
 from .icons import state_icon
 from .marks import marks_from_config, marks_suffix, marks_tooltip, run_marks
 
-__all__ = ["Shell", "Tray", "run_label"]
+__all__ = ["Shell", "Tray", "finished_run_label", "run_label"]
 
 MAX_MENU_TEXT = 48
+RECENT_RUNS = 6  # finished runs listed under "Recent runs"
+_STATUS_MARKS = {"succeeded": "✓", "failed": "✗", "cancelled": "■", "interrupted": "⏸"}
 
 
 class Shell(Protocol):
     """What the tray asks of the application (ui.app.TrayApp)."""
 
     def open_dashboard(self, run_id: str | None = None) -> None: ...
+    def open_changes(self, run_id: str) -> None: ...
     def open_new_run(
         self, goal: str | None = None, workspace: str | None = None, preset: str | None = None
     ) -> None: ...
@@ -48,6 +52,12 @@ def run_label(run: RunSummary) -> str:
         f"{_clip(run.goal, 40)} — {run.running} running, {run.waiting} waiting, "
         f"{run.done} done, ${run.cost_usd:.2f}{marks_suffix(run.marks)}"
     )
+
+
+def finished_run_label(row: Any) -> str:
+    """A finished run's menu entry (a journal RunRow): its outcome, goal and folder."""
+    mark = _STATUS_MARKS.get(row.status, "•")
+    return f"{mark} {_clip(row.goal, 40)} — {Path(row.workspace).name}"
 
 
 class Tray(QObject):
@@ -177,7 +187,21 @@ class Tray(QObject):
                 sub = menu.addMenu(run_label(run))
                 sub.setToolTip("\n".join(filter(None, (run.goal, marks_tooltip(run.marks)))))
                 self._add(sub, "Open", lambda _=False, r=run.run_id: self.shell.open_dashboard(r))
+                self._add(
+                    sub, "Review changes", lambda _=False, r=run.run_id: self.shell.open_changes(r)
+                )
                 self._add(sub, "Stop", lambda _=False, r=run.run_id: self.controller.stop_run(r))
+
+        finished = self.finished_runs()
+        if finished:
+            past = menu.addMenu("Recent runs")
+            for row in finished:
+                sub = past.addMenu(finished_run_label(row))
+                sub.setToolTip(f"{row.goal}\n{row.workspace}\n{row.status}")
+                self._add(
+                    sub, "Review changes", lambda _=False, r=row.run_id: self.shell.open_changes(r)
+                )
+                self._add(sub, "Details", lambda _=False, r=row.run_id: self.shell.open_dashboard(r))
 
         pending = len(self.controller.pending_escalations())
         menu.addSeparator()
@@ -216,6 +240,16 @@ class Tray(QObject):
                 if found is not None:
                     return found
         return None
+
+    def finished_runs(self, limit: int = RECENT_RUNS) -> list[Any]:
+        """The newest runs that are not running here, from the journal (newest first)."""
+        try:
+            rows = self.controller.journal.list_runs(limit=limit + 10)
+        except Exception:  # a broken journal must not break the menu
+            return []
+        return [r for r in rows if r.status != "running" and not self.controller.is_live(r.run_id)][
+            :limit
+        ]
 
     # ------------------------------------------------------------------ one-click starts
     def recent_runs(self, limit: int = 6) -> list[Any]:

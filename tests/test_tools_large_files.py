@@ -203,10 +203,13 @@ def test_search_skips_binary_and_large_files_and_survives_bad_bytes(
 # ----------------------------------------------------------------------------- engine handlers
 
 
+AGENT = SimpleNamespace(agent_id="a002")
+
+
 def _run(ws: Workspace, limit: int = 30_000) -> Any:
     return SimpleNamespace(
         files=ws, config=SimpleNamespace(tool_output_limit=limit), progress=lambda *a: None,
-        claim_path=lambda *a: None,
+        snapshots=SimpleNamespace(claim=lambda *a: None),
     )
 
 
@@ -223,9 +226,9 @@ async def test_handlers_read_and_write_off_the_event_loop(
 
         monkeypatch.setattr(Workspace, name, spy)
     run = _run(ws, limit=3000)
-    wrote = await _tools.write_file(run, None, {"path": "w.txt", "content": "a\n" * 5000})  # type: ignore[arg-type]
+    wrote = await _tools.write_file(run, AGENT, {"path": "w.txt", "content": "a\n" * 5000})  # type: ignore[arg-type]
     assert wrote["created"] is True
-    edited = await _tools.edit_file(run, None, {"path": "w.txt", "old_string": "a\n", "new_string": "b\n", "replace_all": True})  # type: ignore[arg-type]
+    edited = await _tools.edit_file(run, AGENT, {"path": "w.txt", "old_string": "a\n", "new_string": "b\n", "replace_all": True})  # type: ignore[arg-type]
     assert edited["replacements"] == 5000
     read = await _tools.read_file(run, None, {"path": "w.txt"})  # type: ignore[arg-type]
     loop_thread = threading.get_ident()

@@ -331,7 +331,7 @@ async def execute_tool_call(
         log.exception("tool %s failed", name)
         is_error, result = True, {"error": f"{name} failed: {type(error).__name__}: {error}"}
     run.journal.finish_tool_call(run.run_id, call_id, result=result, is_error=is_error)
-    await run.checkpoint(agent, call_id, name, path=None if is_error else result.get("path"))
+    await run.snapshots.take(agent.agent_id, call_id, name, path=None if is_error else result.get("path"))
     run.publish(
         ev.ToolCallFinished(
             run_id=run.run_id, agent_id=agent.agent_id, call_id=call_id, tool=name,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import re
 import time
 from collections.abc import Callable
@@ -21,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from agentray import events as ev
-from agentray.checkpoints import CHANGING_TOOLS, Checkpoints, git_available
 from agentray.errors import JournalError, ModelAuthError, ModelNotFoundError, ToolError
 from agentray.journal import Journal
 from agentray.model._types import ModelClient, Usage
@@ -31,6 +29,7 @@ from agentray.tools import ProcessRegistry, Workspace, run_command, truncate_tex
 from ._config import RunConfig
 from ._processes import JournaledProcesses
 from ._progress import ProgressFile
+from ._snapshots import RunSnapshots
 from ._state import ACTIVE, SETTLED, TERMINAL, AgentState, ChangeNotifier, Slots
 
 if TYPE_CHECKING:
@@ -88,11 +87,9 @@ class Run:
     ) -> None:
         self.run_id = run_id
         self.sandbox = sandbox or Sandbox.unconfined()
-        self.checkpoints: Checkpoints | None = (
-            Checkpoints(journal, run_id, config.workspace) if git_available() else None
+        self.snapshots = RunSnapshots(
+            journal, run_id, config.workspace, warn=lambda message: self.notice(message, level="warning")
         )
-        self._checkpoint_warned = False
-        self._claims: dict[str, tuple[str, str]] = {}  # path -> (agent, call) of a file tool
         # resumed after its process died without recording the run's end (kill -9, power cut)
         self.crashed_before_end = False
         self.config = config
@@ -166,49 +163,6 @@ class Run:
             )
         )
         self.changes.notify()
-
-    def _claim_unsnapshotted_writes(self) -> None:
-        """File-tool writes that ended before a crash but never got their snapshot still belong to
-        their agent: the resume's snapshot gives them to it (commands' changes it cannot place)."""
-        snapped = {s.call_id for s in self.journal.list_snapshots(self.run_id) if s.call_id}
-        for call in self.journal.list_tool_calls(self.run_id):
-            path = call.input.get("path")
-            if (call.name in ("write_file", "edit_file") and call.finished_at is not None
-                    and not call.is_error and call.call_id not in snapped and isinstance(path, str)):
-                self._claims[os.path.normpath(path)] = (call.agent_id, call.call_id)
-
-    def claim_path(self, agent: AgentState, call_id: str | None, path: str) -> None:
-        """Before a file tool writes: whichever snapshot sees the change first gives it to this agent."""
-        if call_id and isinstance(path, str):
-            self._claims[os.path.normpath(path)] = (agent.agent_id, call_id)
-
-    async def checkpoint(
-        self, agent: AgentState | None, call_id: str | None, tool: str, path: str | None = None
-    ) -> None:
-        """Snapshot the workspace for review and undo; a failure is a warning, never an agent's error."""
-        if self.checkpoints is None:
-            if not self._checkpoint_warned:
-                self._checkpoint_warned = True
-                self.notice("git is not installed: this run's changes cannot be reviewed or undone", level="warning")
-            return
-        if tool not in CHANGING_TOOLS and tool not in ("base", "resume", "end"):
-            return
-        # A file tool's own snapshot takes only the path it wrote: another agent's command may be
-        # changing other files right now.
-        only = os.path.normpath(path) if path and agent is not None else None
-        try:
-            snapshot = await self.checkpoints.take_async(
-                agent_id=agent.agent_id if agent else None, call_id=call_id, tool=tool,
-                claims=self._claims, only=only,
-            )
-            if snapshot is not None:
-                for changed in self.checkpoints.last_paths:
-                    self._claims.pop(changed, None)
-        except Exception as error:  # git or the disk failed: the work goes on without this snapshot
-            log.warning("run %s: snapshot after %s failed: %s", self.run_id, tool, error)
-            if not self._checkpoint_warned:
-                self._checkpoint_warned = True
-                self.notice(f"a snapshot for undo failed ({error}); later changes may not be undoable", level="warning")
 
     def watch_progress(self, progress: ProgressFile) -> None:
         progress.on_write_error = self._progress_write_failed
@@ -676,8 +630,8 @@ class Run:
                 raise asyncio.CancelledError
             resumed = any(flag for _, flag in starters)
             if resumed:
-                self._claim_unsnapshotted_writes()
-            await self.checkpoint(None, None, "resume" if resumed else "base")
+                self.snapshots.claim_unsnapshotted_writes()
+            await self.snapshots.take(None, None, "resume" if resumed else "base")
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 watcher = tg.create_task(self._watch_stop_requests(), name=f"stop-watch-{self.run_id}")
@@ -709,7 +663,7 @@ class Run:
             await asyncio.shield(self.processes.kill_all())
         with contextlib.suppress(asyncio.CancelledError):
             # what no snapshot saw yet (a file tool's snapshot takes only its own path)
-            await asyncio.shield(self.checkpoint(None, None, "end"))
+            await asyncio.shield(self.snapshots.take(None, None, "end"))
         outcome = self.outcome or RunOutcome("interrupted", "the run was interrupted")
         reason = "run stopped" if outcome.status in ("cancelled", "failed") else "run interrupted"
         if outcome.status == "succeeded":

@@ -303,14 +303,14 @@ async def read_file(run: Run, agent: AgentState, args: dict[str, Any]) -> dict[s
 
 
 async def write_file(run: Run, agent: AgentState, args: dict[str, Any]) -> dict[str, Any]:
-    run.claim_path(agent, args.get("_call_id"), args["path"])
+    run.snapshots.claim(agent.agent_id, args.get("_call_id"), args["path"])
     result = await finish_in_thread(run.files.write_file, args["path"], args["content"])
     run.progress(agent, "UPDATE", f"wrote {result.get('path', args['path'])}")
     return result
 
 
 async def edit_file(run: Run, agent: AgentState, args: dict[str, Any]) -> dict[str, Any]:
-    run.claim_path(agent, args.get("_call_id"), args["path"])
+    run.snapshots.claim(agent.agent_id, args.get("_call_id"), args["path"])
     result = await finish_in_thread(
         run.files.edit_file, args["path"], args["old_string"], args["new_string"], bool(args.get("replace_all"))
     )

@@ -4,6 +4,7 @@ with a real SQLite journal in a temp dir. Nothing here touches the user's data."
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from agentray.model import RateLimitGate
 from agentray.runtime import build_engine
 from agentray.simulator import Policy, Simulator
 
-__all__ = ["API_KEY", "EventRecorder", "SimEngine"]
+__all__ = ["API_KEY", "EventRecorder", "SimEngine", "cli_env"]
 
 API_KEY = "sk-ant-test-0123456789"
 
@@ -33,6 +34,16 @@ def _private_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENTRAY_JOURNAL", str(tmp_path / "default-journal.sqlite3"))
     # cli.main() takes ANTHROPIC_API_KEY out of the environment into keys; start each test clean
     monkeypatch.setattr(keys, "_taken_from_env", None)
+
+
+def cli_env(tmp_path: Path, api_key: str) -> dict[str, str]:
+    """The environment for an `agentray` subprocess: this one without Anthropic variables, a
+    private journal, ``api_key`` as the key, unbuffered output."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    environment.update(
+        AGENTRAY_JOURNAL=str(tmp_path / "journal.sqlite3"), ANTHROPIC_API_KEY=api_key, PYTHONUNBUFFERED="1"
+    )
+    return environment
 
 
 @pytest.fixture

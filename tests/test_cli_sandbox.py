@@ -4,7 +4,6 @@ are journaled, shown by `show`, and can be changed on `resume`."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 
 from agentray.simulator import Rule, ScriptedPolicy, SimRequest, Simulator, tool_use
+from conftest import cli_env
 
 KEY = "sk-ant-cli-sandbox-0123"
 
@@ -38,11 +38,7 @@ def sim() -> Iterator[Simulator]:
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
-    environment.update(
-        AGENTRAY_JOURNAL=str(tmp_path / "journal.sqlite3"), ANTHROPIC_API_KEY=KEY, PYTHONUNBUFFERED="1"
-    )
-    return environment
+    return cli_env(tmp_path, KEY)
 
 
 def agentray(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

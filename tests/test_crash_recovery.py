@@ -19,6 +19,7 @@ import psutil
 import pytest
 
 from agentray.simulator import Rule, ScriptedPolicy, SimRequest, Simulator, tool_use
+from conftest import cli_env
 
 KEY = "sk-ant-crash-0123456789"
 PY = sys.executable
@@ -45,11 +46,7 @@ class Script:
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
-    environment.update(
-        AGENTRAY_JOURNAL=str(tmp_path / "journal.sqlite3"), ANTHROPIC_API_KEY=KEY, PYTHONUNBUFFERED="1"
-    )
-    return environment
+    return cli_env(tmp_path, KEY)
 
 
 @pytest.fixture

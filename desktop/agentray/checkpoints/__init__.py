@@ -140,10 +140,11 @@ class Checkpoints:
             )
 
     # ------------------------------------------------------------------ reading
-    def _touches(self, agent_id: str | None) -> dict[str, list[SnapshotRow]]:
+    @staticmethod
+    def _touches(snapshots: list[SnapshotRow], agent_id: str | None) -> dict[str, list[SnapshotRow]]:
         """path -> the snapshots (after the base) that changed it, optionally only this agent's."""
         found: dict[str, list[SnapshotRow]] = {}
-        for snap in self.snapshots()[1:]:
+        for snap in snapshots[1:]:
             if snap.tool == "undo":
                 continue
             if agent_id is not None and snap.agent_id != agent_id:
@@ -157,8 +158,9 @@ class Checkpoints:
         return snaps[0].parent_id or snaps[0].commit_id, snaps[-1].commit_id
 
     def changes(self, agent_id: str | None = None) -> list[FileChange]:
-        everyone = self._touches(None)
-        mine = self._touches(agent_id) if agent_id else everyone
+        snapshots = self.snapshots()  # one read of the journal for the whole answer
+        everyone = self._touches(snapshots, None)
+        mine = self._touches(snapshots, agent_id) if agent_id else everyone
         out: list[FileChange] = []
         for path in sorted(mine):
             before, after = self._span(mine[path])
@@ -179,7 +181,7 @@ class Checkpoints:
         return out
 
     def diff(self, agent_id: str | None = None, path: str | None = None) -> str:
-        touches = self._touches(agent_id)
+        touches = self._touches(self.snapshots(), agent_id)
         parts: list[str] = []
         for name in sorted(touches):
             if path is not None and name != path:
@@ -215,8 +217,8 @@ class Checkpoints:
         if not snapshots:
             return UndoResult()
         last = snapshots[-1].commit_id
-        mine = self._touches(agent_id)
-        everyone = self._touches(None)
+        mine = self._touches(snapshots, agent_id)
+        everyone = self._touches(snapshots, None)
         changed_since = [p for p in sorted(mine) if self._current(p) != self.repo.blob(last, p)]
         shared: dict[str, tuple[str, ...]] = {}
         if agent_id is not None:

@@ -541,6 +541,7 @@ class Journal(_Connection):
         self, run_id: str, *, commit_id: str, parent_id: str | None, agent_id: str | None,
         call_id: str | None, tool: str, paths: list[str],
     ) -> SnapshotRow:
+        now = time.time()
         with self._tx() as db:
             seq = int(db.execute(
                 "SELECT COALESCE(MAX(seq) + 1, 0) FROM snapshots WHERE run_id = ?", (run_id,)
@@ -548,9 +549,9 @@ class Journal(_Connection):
             db.execute(
                 "INSERT INTO snapshots (run_id, seq, commit_id, parent_id, agent_id, call_id, tool,"
                 " paths, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, seq, commit_id, parent_id, agent_id, call_id, tool, json.dumps(paths), time.time()),
+                (run_id, seq, commit_id, parent_id, agent_id, call_id, tool, json.dumps(paths), now),
             )
-        return SnapshotRow(run_id, seq, commit_id, parent_id, agent_id, call_id, tool, tuple(paths), time.time())
+        return SnapshotRow(run_id, seq, commit_id, parent_id, agent_id, call_id, tool, tuple(paths), now)
 
     @_guarded
     def delete_runs_ended_before(self, cutoff: float) -> list[tuple[str, str]]:

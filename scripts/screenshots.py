@@ -30,6 +30,7 @@ from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPixmap  # noqa: E402
 from PySide6.QtWidgets import QApplication, QSplitter, QWidget  # noqa: E402
 
 from agentray.demo import DemoSession  # noqa: E402
+from agentray.escalation import Answer  # noqa: E402
 from agentray.journal import Journal  # noqa: E402
 from agentray.ui.controller import AppController  # noqa: E402
 from agentray.ui.dashboard import DashboardWindow  # noqa: E402
@@ -147,7 +148,7 @@ async def take(out: Path) -> None:
         tray.icon.hide()
 
         # Changes: answer the question, let the run finish, review what each agent changed.
-        controller.answer_escalation(view.escalation_id, view.options[0], view.options[0])
+        controller.answer_escalation(view.escalation_id, Answer(view.options[0].option_id))
         await _until(lambda: not controller.is_live(run_id), 150, "the run to finish")
         dashboard.resize(1240, 820)
         dashboard.show_changes(run_id)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from agent_scripts import Recorder, complete, orchestrator, policy, recording, result_of, worker
 from agentray import events as ev
+from agentray.escalation import Answer, OptionId
 from agentray.simulator import tool_use
 from conftest import SimEngineFactory
 
@@ -120,7 +121,7 @@ async def test_failing_builds_escalate_after_max_fix_rounds(sim_engine: SimEngin
     assert [b.failed_in_a_row for b in se.events.of(ev.BuildFinished)] == [1, 2]
     (pending,) = se.journal.pending_escalations(run_id)
     assert pending.kind == "build" and pending.escalation_id == raised.escalation_id
-    assert se.engine.answer_escalation(raised.escalation_id, "it is fine", "Finish as failure")
+    assert se.engine.answer_escalation(raised.escalation_id, Answer(OptionId.FINISH_AS_FAILURE, "it is fine"))
     outcome = await se.wait(run_id)
     assert outcome.status == "failed" and outcome.summary == "gave up"
     second = result_of(rec["after"], "run_build").json

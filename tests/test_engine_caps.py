@@ -17,6 +17,7 @@ from agent_scripts import (
     worker,
 )
 from agentray import events as ev
+from agentray.escalation import Answer, OptionId
 from agentray.simulator import Reply, Rule, ScriptedPolicy, SimRequest, tool_use
 from conftest import SimEngineFactory
 
@@ -191,7 +192,7 @@ async def test_budget_escalates_and_raising_it_lets_the_run_finish(
     raised = await se.events.wait_for(ev.EscalationRaised)
     assert raised.kind == "budget"
     assert raised.options == ("Raise the budget", "Stop the run")
-    assert se.engine.answer_escalation(raised.escalation_id, "100", "Raise the budget")
+    assert se.engine.answer_escalation(raised.escalation_id, Answer(OptionId.RAISE_BUDGET, "100"))
     outcome = await se.wait(run_id)
     assert outcome.status == "succeeded", outcome
     run = se.journal.get_run(run_id)
@@ -203,7 +204,7 @@ async def test_budget_stop_fails_the_run(sim_engine: SimEngineFactory) -> None:
     se = sim_engine(_budget_policy())
     run_id = await se.start(budget_usd=0.0001)
     raised = await se.events.wait_for(ev.EscalationRaised)
-    assert se.engine.answer_escalation(raised.escalation_id, "no", "Stop the run")
+    assert se.engine.answer_escalation(raised.escalation_id, Answer(OptionId.STOP_RUN, "no"))
     outcome = await se.wait(run_id)
     assert outcome.status == "failed"
     assert "budget" in outcome.summary

@@ -14,6 +14,7 @@ from agent_scripts import (
     worker,
 )
 from agentray import events as ev
+from agentray.escalation import Answer, OptionId
 from agentray.simulator import SimRequest, tool_use
 from conftest import SimEngineFactory
 
@@ -212,7 +213,7 @@ async def test_failed_mitigator_escalates_and_the_answer_reaches_the_blocker(
     assert "a003" in raised.question and "Continue with my answer" in raised.options
     assert se.journal.get_agent(run_id, "a003").status == "failed"
     assert se.engine.answer_escalation(
-        raised.escalation_id, "use sqlite instead", "Continue with my answer"
+        raised.escalation_id, Answer(OptionId.CONTINUE, "use sqlite instead")
     )
     outcome = await se.wait(run_id)
     assert outcome.status == "succeeded", outcome
@@ -252,9 +253,7 @@ async def test_blocking_again_after_resume_escalates(sim_engine: SimEngineFactor
     assert raised.kind == "blocker" and raised.agent_id == "a002"
     assert "the mirror fails too" in raised.question
     assert raised.options[0] == "Continue with my answer"
-    assert se.engine.answer_escalation(
-        raised.escalation_id, "vendor the file", "Continue with my answer"
-    )
+    assert se.engine.answer_escalation(raised.escalation_id, Answer(OptionId.CONTINUE, "vendor the file"))
     outcome = await se.wait(run_id)
     assert outcome.status == "succeeded", outcome
     row = se.journal.get_agent(run_id, "a002")
@@ -292,13 +291,14 @@ async def test_escalation_round_trip_while_others_work(sim_engine: SimEngineFact
     assert raised.options == ("Postgres", "SQLite")
     (pending,) = se.journal.pending_escalations(run_id)
     assert pending.escalation_id == raised.escalation_id and pending.answered_at is None
-    assert pending.options == ("Postgres", "SQLite")
+    assert pending.escalation().labels == ("Postgres", "SQLite")
     # the worker finishes while the question waits
     await se.events.wait_for(
         ev.AgentStatusChanged, lambda e: e.agent_id == "a002" and e.status == "done"
     )
     assert se.journal.pending_escalations(run_id) != []
-    assert se.engine.answer_escalation(raised.escalation_id, "SQLite, keep it simple", "SQLite")
+    sqlite = next(o for o in raised.choices if o.label == "SQLite")
+    assert se.engine.answer_escalation(raised.escalation_id, Answer(sqlite.option_id, "SQLite, keep it simple"))
     outcome = await se.wait(run_id)
     assert outcome.status == "succeeded", outcome
     reply = result_of(rec["answered"], "escalate")

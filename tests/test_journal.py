@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from agentray.errors import JournalError
+from agentray.escalation import EscalationKind, model_options, options_to_json
 from agentray.journal import (
     SCHEMA_VERSION,
     AgentRow,
@@ -419,7 +420,7 @@ def test_escalations(journal: Journal) -> None:
     assert journal.next_escalation_id("r2") == "r2.e1"
     journal.create_escalation(
         "r1", e1, agent_id="a001", kind="question", question="A or B?", context="ctx",
-        options=["A", "B"], call_id="toolu_1",
+        options=options_to_json(model_options(["A", "B"])), call_id="toolu_1",
     )  # fmt: skip
     journal.create_escalation(
         "r1", e2, agent_id="a002", kind="blocker", question="stuck", context="",
@@ -432,7 +433,10 @@ def test_escalations(journal: Journal) -> None:
     assert [e.escalation_id for e in journal.pending_escalations()] == ["r1.e1", "r1.e2", "r2.e1"]
     assert [e.escalation_id for e in journal.pending_escalations("r2")] == ["r2.e1"]
     found = journal.find_escalation_by_call("r1", "toolu_1")
-    assert found is not None and found.escalation_id == e1 and found.options == ("A", "B")
+    assert found is not None and found.escalation_id == e1 and found.escalation().labels == ("A", "B")
+    assert [o.option_id for o in found.options] == ["1", "2"] and found.kind == EscalationKind.QUESTION
+    legacy = journal.get_escalation("r2.e1")  # plain labels, as journals before option ids hold them
+    assert legacy is not None and [(o.option_id, o.label) for o in legacy.options] == [("1", "yes"), ("2", "no")]
     assert journal.find_escalation_by_call("r2", "toolu_1") is None
     assert journal.answer_escalation(e1, answer="take A", choice="A", answered_by="human") is True
     assert journal.answer_escalation(e1, answer="B!", choice="B", answered_by="policy") is False

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from agentray.escalation import EscalationOption
+
 __all__ = [
     "AgentProgress",
     "AgentSpawned",
@@ -131,7 +133,8 @@ class UsageUpdated(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class EscalationRaised(Event):
-    """kind: question (the escalate tool) | blocker | build | budget."""
+    """kind: an EscalationKind value. ``options`` are the labels; ``choices`` the same options
+    with their ids, which answers name."""
 
     type: ClassVar[str] = "escalation_raised"
     escalation_id: str
@@ -140,6 +143,7 @@ class EscalationRaised(Event):
     question: str
     context: str
     options: tuple[str, ...]
+    choices: tuple[EscalationOption, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,6 +156,7 @@ class EscalationAnswered(Event):
     answer: str
     choice: str | None
     answered_by: str
+    option_id: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

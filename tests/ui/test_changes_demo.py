@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from pytestqt.qtbot import QtBot
 
 from agentray.demo import DemoSession
+from agentray.escalation import Answer
 from agentray.ui.controller import AppController
 from agentray.ui.dashboard import DashboardWindow
 
@@ -42,9 +43,7 @@ def test_review_and_undo_a_demo_run(
     qtbot.waitUntil(lambda: bool(controller.pending_escalations()), timeout=30_000)
     assert not view.undo_run_button.isEnabled()
     question = controller.pending_escalations()[0]
-    assert controller.answer_escalation(
-        question.escalation_id, question.options[0], question.options[0]
-    )
+    assert controller.answer_escalation(question.escalation_id, Answer(question.options[0].option_id))
     qtbot.waitUntil(lambda: not controller.is_live(run_id), timeout=60_000)
     row = controller.journal.get_run(run_id)
     assert row is not None and row.status == "succeeded"

@@ -10,6 +10,7 @@ import pytest
 from agentray import events as ev
 from agentray.demo import DemoSession
 from agentray.errors import NoApiKeyError
+from agentray.escalation import Answer
 from agentray.journal import Journal
 from agentray.ui.controller import AppController
 from agentray.ui.settings import AppSettings
@@ -43,7 +44,7 @@ def test_demo_run_signals_escalation_and_finish(
     summary = controller.active_runs()[0]
     assert summary.total >= 3 and summary.status == "running"
 
-    assert controller.answer_escalation(view.escalation_id, "Minimal", view.options[0])
+    assert controller.answer_escalation(view.escalation_id, Answer(view.options[0].option_id, "Minimal"))
     qloop.wait_until(lambda: bool(finished), timeout=40)
     assert finished[0][:2] == (run_id, "succeeded")
     assert controller.active_runs() == []

@@ -1,85 +1,92 @@
-"""The loop of one agent: wait for dependencies and room, then model turn, tools, repeat."""
+"""The in-process agent runner: wait for dependencies and room, then model turn, tools, repeat.
+
+``InProcessRunner`` is the ``AgentRunner`` the engine gives every run today. It ends agents only
+through the run's recovery ledger (complete / fail / cancel).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import time
 from typing import Any
 
-from agentray.errors import JournalError, ModelError, ToolError
+from agentray.errors import JournalError, ModelError
 from agentray.model._types import ModelRequest
+from agentray.states import ACTIVE, AgentStatus, RunStatus
 
 from ._context import compact_transcript, needs_compaction, repair_interrupted_turn
+from ._recovery import AgentEnded
 from ._run import PROGRESS_FAILURE, Run
-from ._state import ACTIVE, TERMINAL, AgentState
-from ._tools import RESUMABLE_TOOLS, conclude_finish, describe_call, tools_for
+from ._state import AgentState
+from ._tool_calls import execute_tool_call
+from ._tools import conclude_finish, tools_for
 
-__all__ = ["run_agent"]
+__all__ = ["InProcessRunner"]
 
 log = logging.getLogger(__name__)
 
 MAX_IDLE_NUDGES = 8  # orchestrator turns without a tool call before the run gives up on it
 
 
+class InProcessRunner:
+    """Runs an agent as a task on this process's event loop."""
+
+    async def run(self, run: Run, agent: AgentState, *, resumed: bool) -> None:
+        await run_agent(run, agent, resumed=resumed)
+
+
 async def run_agent(run: Run, agent: AgentState, *, resumed: bool = False) -> None:
+    ledger = run.ledger
     try:
         if not await _wait_for_dependencies(run, agent):
             return
         await run.guard.wait_until_clear()
-        run.set_status(agent, "running")
+        run.set_status(agent, AgentStatus.RUNNING)
         await _loop(run, agent, resumed=resumed)
     except asyncio.CancelledError:
         run.slots.release(agent.agent_id)
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(run.processes.kill_owner(agent.agent_id))
         if agent.status in ACTIVE and run.outcome is None:
-            run.set_status(agent, "cancelled", "cancelled")
+            run.set_status(agent, AgentStatus.CANCELLED, "cancelled")
         raise
+    except AgentEnded:
+        # its end is recorded (cancelled by the person, the run stopping): just leave
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(run.processes.kill_owner(agent.agent_id))
     except _TurnLimit as error:
-        _fail(run, agent, str(error))
+        ledger.fail(agent, str(error))
         if agent.is_orchestrator:
-            run.conclude("failed", f"the orchestrator stopped: {error}", resumable=False)
+            run.conclude(RunStatus.FAILED, f"the orchestrator stopped: {error}", resumable=False)
     except _ProgressUnwritable as error:
-        run.slots.release(agent.agent_id)
-        _fail(run, agent, str(error))
+        ledger.fail(agent, str(error))
         if agent.is_orchestrator:
-            run.conclude("failed", f"the orchestrator {error}; free the space or repair the folder, then resume")
+            run.conclude(RunStatus.FAILED, f"the orchestrator {error}; free the space or repair the folder, then resume")
     except JournalError as error:
         # Nothing can be recorded (a full disk): end the run at once, resumable once space is free.
         run.slots.release(agent.agent_id)
-        with contextlib.suppress(JournalError):
-            _fail(run, agent, f"the journal cannot be written: {error}")
+        try:
+            ledger.fail(agent, f"the journal cannot be written: {error}")
+        except JournalError as again:
+            log.error("run %s: %s could not be recorded as failed: %s", run.run_id, agent.agent_id, again)
         run.conclude(
-            "failed", f"the journal cannot be written ({error}); free some space, then resume the run"
+            RunStatus.FAILED, f"the journal cannot be written ({error}); free some space, then resume the run"
         )
     except ModelError as error:
         run.slots.release(agent.agent_id)
-        _fail(run, agent, f"model error: {error}")
+        ledger.fail(agent, f"model error: {error}")
         run.fatal(agent, error)
         if agent.is_orchestrator:
-            run.conclude("failed", f"the orchestrator failed: {error}", fatal=error)
+            run.conclude(RunStatus.FAILED, f"the orchestrator failed: {error}", fatal=error)
     except Exception as error:  # a bug must fail one agent, not the run's task group
         log.exception("agent %s crashed", agent.agent_id)
         run.slots.release(agent.agent_id)
-        _fail(run, agent, f"internal error: {type(error).__name__}: {error}")
+        ledger.fail(agent, f"internal error: {type(error).__name__}: {error}")
         if agent.is_orchestrator:
-            run.conclude("failed", f"the orchestrator failed: {error}")
+            run.conclude(RunStatus.FAILED, f"the orchestrator failed: {error}")
     finally:
         run.slots.release(agent.agent_id)
-
-
-def _fail(run: Run, agent: AgentState, reason: str) -> None:
-    if agent.status in TERMINAL:
-        return
-    agent.blocker = reason
-    run.journal.update_agent(run.run_id, agent.agent_id, blocker=reason)
-    run.progress(agent, "BLOCKER", f"failed: {reason}")
-    run.set_status(agent, "failed", reason)
-    if not agent.is_orchestrator:
-        run.on_agent_failed(agent)
 
 
 async def _wait_for_dependencies(run: Run, agent: AgentState) -> bool:
@@ -89,17 +96,18 @@ async def _wait_for_dependencies(run: Run, agent: AgentState) -> bool:
 
     def settled() -> bool:
         states = [run.agents[d].status for d in agent.depends_on if d in run.agents]
-        return all(s == "done" for s in states) or any(s in ("failed", "cancelled") for s in states)
+        return all(s == AgentStatus.DONE for s in states) or any(
+            s in (AgentStatus.FAILED, AgentStatus.CANCELLED) for s in states
+        )
 
     await run.changes.wait_for(settled, None)
-    broken = [run.agents[d] for d in agent.depends_on if run.agents[d].status in ("failed", "cancelled")]
+    broken = [
+        run.agents[d] for d in agent.depends_on if run.agents[d].status in (AgentStatus.FAILED, AgentStatus.CANCELLED)
+    ]
     if broken:
         dep = broken[0]
-        reason = f"dependency {dep.agent_id} {dep.status}: {dep.blocker or dep.status_reason or dep.summary or ''}".strip()
-        agent.summary = f"cancelled: {reason}"
-        run.journal.update_agent(run.run_id, agent.agent_id, summary=agent.summary)
-        run.progress(agent, "BLOCKER", reason)
-        run.set_status(agent, "cancelled", reason)
+        why = dep.blocker or dep.status_reason or dep.summary or ""
+        run.ledger.cancel_unstarted(agent, f"dependency {dep.agent_id} {dep.status.value}: {why}".strip())
         return False
     return True
 
@@ -155,9 +163,9 @@ async def _loop(run: Run, agent: AgentState, *, resumed: bool) -> None:
 
     while True:
         _check_progress(run, agent)
-        if agent.pending_messages:
-            _append_user_text(run, agent, messages, "\n\n".join(agent.pending_messages))
-            agent.pending_messages.clear()
+        if agent.runtime.pending_messages:
+            _append_user_text(run, agent, messages, "\n\n".join(agent.runtime.pending_messages))
+            agent.runtime.pending_messages.clear()
         if agent.turns >= run.config.max_turns:
             raise _TurnLimit(run.config.max_turns)
         if needs_compaction(run, last_prompt_tokens):
@@ -165,8 +173,8 @@ async def _loop(run: Run, agent: AgentState, *, resumed: bool) -> None:
             last_prompt_tokens = 0
         await run.ensure_budget(agent)
         await run.slots.acquire(agent.agent_id)
-        if agent.status != "running":
-            run.set_status(agent, "running")
+        if agent.status != AgentStatus.RUNNING:
+            run.set_status(agent, AgentStatus.RUNNING)
         request = ModelRequest(
             model=agent.model,
             system=system,
@@ -195,7 +203,7 @@ async def _loop(run: Run, agent: AgentState, *, resumed: bool) -> None:
                 _append_user_text(run, agent, messages, _orchestrator_nudge(run))
                 continue
             # a worker that ends its turn without complete(): its last words are its result
-            _complete(run, agent, text or "(finished without a summary)")
+            run.ledger.complete(agent, text or "(finished without a summary)")
             return
         idle_turns = 0
 
@@ -209,15 +217,12 @@ async def _loop(run: Run, agent: AgentState, *, resumed: bool) -> None:
         messages.append(user)
         journal.append_message(run.run_id, agent.agent_id, user)
         run.slots.release(agent.agent_id)
-        if not agent.completed:
+        if not agent.runtime.completed:
             _check_progress(run, agent)
 
-        if agent.completed:
-            if agent.is_orchestrator:
-                return
-            run.set_status(agent, "done")
-            if agent.mitigates:
-                run.on_mitigator_done(agent)
+        if agent.runtime.completed:
+            if not agent.is_orchestrator:  # finish already ended the orchestrator and its run
+                run.ledger.complete(agent)
             return
         if run.finished.is_set():
             return
@@ -288,90 +293,3 @@ def _orchestrator_nudge(run: Run) -> str:
             f"(for success: {hint})."
         )
     return "\n".join(lines)
-
-
-def _complete(run: Run, agent: AgentState, summary: str) -> None:
-    agent.summary = summary
-    agent.completed = True
-    run.journal.update_agent(run.run_id, agent.agent_id, summary=summary, result=summary)
-    run.progress(agent, "RESULT", summary)
-    run.set_status(agent, "done")
-    if agent.mitigates:
-        run.on_mitigator_done(agent)
-
-
-async def execute_tool_call(
-    run: Run, agent: AgentState, tools: dict[str, Any], call: dict[str, Any], *, resuming: bool = False
-) -> dict[str, Any]:
-    """Run one tool_use block; always returns a tool_result block (errors as is_error)."""
-    call_id = str(call.get("id", ""))
-    name = str(call.get("name", ""))
-    raw_input = call.get("input")
-    started = time.monotonic()
-    from agentray import events as ev
-
-    run.publish(
-        ev.ToolCallStarted(
-            run_id=run.run_id, agent_id=agent.agent_id, call_id=call_id, tool=name,
-            summary=describe_call(name, raw_input),
-        )
-    )
-    if not resuming:
-        run.journal.start_tool_call(
-            run.run_id, agent.agent_id, call_id, name, raw_input if isinstance(raw_input, dict) else {"raw": raw_input}
-        )
-    is_error = False
-    try:
-        result = await tools_dispatch(run, agent, tools, name, raw_input, call_id)
-    except ToolError as error:
-        is_error, result = True, {"error": str(error)}
-    except (asyncio.CancelledError, ModelError):
-        raise
-    except Exception as error:
-        log.exception("tool %s failed", name)
-        is_error, result = True, {"error": f"{name} failed: {type(error).__name__}: {error}"}
-    run.journal.finish_tool_call(run.run_id, call_id, result=result, is_error=is_error)
-    await run.snapshots.take(agent.agent_id, call_id, name, path=None if is_error else result.get("path"))
-    run.publish(
-        ev.ToolCallFinished(
-            run_id=run.run_id, agent_id=agent.agent_id, call_id=call_id, tool=name,
-            is_error=is_error, duration_s=time.monotonic() - started,
-        )
-    )
-    return tool_result_block(run, call_id, result, is_error)
-
-
-def tool_result_block(run: Run, call_id: str, result: dict[str, Any], is_error: bool) -> dict[str, Any]:
-    """What the model sees of a result: the same text live and when replayed from the journal."""
-    text = run.truncate(json.dumps(result, ensure_ascii=False, default=str))
-    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": call_id, "content": text}
-    if is_error:
-        block["is_error"] = True
-    return block
-
-
-async def tools_dispatch(
-    run: Run, agent: AgentState, tools: dict[str, Any], name: str, raw_input: Any, call_id: str
-) -> dict[str, Any]:
-    from ._toolkit import validate_input
-    from ._tools import refusal_for_missing_tool
-
-    tool = tools.get(name)
-    if tool is None:
-        raise ToolError(refusal_for_missing_tool(run, agent, name, tools))
-    args = validate_input(tool, raw_input)
-    if not tool.waits:
-        return await tool.handler(run, agent, {**args, "_call_id": call_id})
-    # A waiting tool gives its concurrency slot back while it waits (so nesting cannot deadlock
-    # the cap); the rest of the turn runs without one and the next model call takes one again.
-    run.slots.release(agent.agent_id)
-    if agent.status == "running" and name != "report_blocker":  # that one goes straight to "blocked"
-        run.set_status(agent, "waiting", name)
-    try:
-        return await tool.handler(run, agent, {**args, "_call_id": call_id})
-    finally:
-        if agent.status in ("waiting", "blocked") and not run.finished.is_set():
-            run.set_status(agent, "running")
-
-
-__all__ += ["RESUMABLE_TOOLS", "execute_tool_call"]

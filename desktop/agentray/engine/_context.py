@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from agentray import events as ev
 
+from ._tool_calls import execute_tool_call, tool_result_block
+from ._tools import RESUMABLE_TOOLS, tools_for
+
 if TYPE_CHECKING:
     from ._run import Run
     from ._state import AgentState
@@ -35,7 +38,7 @@ def run_digest(run: Run) -> str:
     blockers = [a for a in run.agents.values() if a.status in ("blocked", "failed") and not a.is_orchestrator]
     lines.append("")
     lines.append("Open blockers: " + (", ".join(f"{a.agent_id} ({a.blocker})" for a in blockers) or "none"))
-    pending = [e for e in run.escalations.values() if not e.future.done()]
+    pending = run.pending_escalations()
     lines.append("Pending escalations: " + (", ".join(e.question[:120] for e in pending) or "none"))
     if run.last_build is None:
         lines.append("Build: not run yet" if run.config.build_command else "Build: none configured")
@@ -134,9 +137,6 @@ async def repair_interrupted_turn(run: Run, agent: AgentState, messages: list[di
     """A transcript that ends in tool_use blocks without results was cut mid-way by a crash or
     stop. Waiting tools that are safe to repeat (escalate re-attaches to its journal row) run
     again; anything else is reported to the model as interrupted."""
-    from ._agent_loop import execute_tool_call, tool_result_block
-    from ._tools import RESUMABLE_TOOLS, tools_for
-
     last = messages[-1]
     if last["role"] != "assistant" or not isinstance(last["content"], list):
         return None

@@ -17,18 +17,22 @@ from pathlib import Path
 
 from agentray import events as ev
 from agentray.errors import BadInputError, SandboxUnavailableError
-from agentray.journal import Journal
-from agentray.model._types import ModelClient, RetryNotice
+from agentray.escalation import Answer, AnsweredBy, Escalation, EscalationKind
+from agentray.journal import AgentRow, Journal
+from agentray.model._types import ModelClient, RetryNotice, Usage
 from agentray.sandbox import NO_SANDBOX_HINT, Sandbox, detect_sandbox
+from agentray.states import ACTIVE, TERMINAL, AgentStatus, Role, RunStatus
 
+from ._agent_loop import InProcessRunner
 from ._bus import EventBus
 from ._config import RunConfig
 from ._guard import GuardReading, SystemGuard
 from ._ownership import RunLock
 from ._processes import reap_orphans
 from ._progress import ProgressFile
-from ._run import PROGRESS_FAILURE, RESUMABLE_REASONS, Escalation, Run, RunOutcome
-from ._state import ACTIVE, TERMINAL, AgentState
+from ._run import PROGRESS_FAILURE, RESUMABLE_REASONS, AgentRunner, Run, RunOutcome
+from ._state import AgentState
+from ._views import EngineView, RunView, view_of_run
 
 __all__ = ["Engine", "check_build_command", "validate_config"]
 
@@ -93,7 +97,9 @@ class Engine:
         journal: Journal | None = None,
         guard: SystemGuard | None = None,
         context_window: Callable[[str], int] | None = None,
+        runner: AgentRunner | None = None,
     ) -> None:
+        self.runner: AgentRunner = runner or InProcessRunner()
         self.bus = EventBus()
         self.journal = journal or Journal()
         self.client = client_factory(self._on_retry)
@@ -155,6 +161,7 @@ class Engine:
             guard=self.guard,
             prompts=self.prompts,
             context_window=window,
+            runner=self.runner,
         )
         self.runs[run_id] = run
         return run
@@ -195,7 +202,7 @@ class Engine:
                 allow_network=config.allow_network or not run.sandbox.confined,
             )
         )
-        orchestrator = run.new_agent(role="orchestrator", title="Orchestrator", task=config.goal, parent=None)
+        orchestrator = run.new_agent(role=Role.ORCHESTRATOR, title="Orchestrator", task=config.goal, parent=None)
         self._launch(run, [(orchestrator, False)], lock)
         return run
 
@@ -224,11 +231,11 @@ class Engine:
     ) -> str:
         row = self.journal.get_run(run_id)  # read again: the owner we waited out may have changed it
         assert row is not None
-        if row.status == "running":
+        if row.status == RunStatus.RUNNING:
             # Its lock was free, so the process that drove it is gone (whatever its pid says now).
-            self.journal.update_run(row.run_id, status="interrupted")
+            self.journal.update_run(row.run_id, status=RunStatus.INTERRUPTED.value)
             self.journal.add_event(row.run_id, "process_died", {"pid": row.pid})
-        if row.status == "succeeded":
+        if row.status == RunStatus.SUCCEEDED:
             raise BadInputError(f"run {row.run_id} already succeeded; nothing to resume")
         config = RunConfig.from_dict(row.config)
         if not Path(config.workspace).is_dir():
@@ -240,7 +247,9 @@ class Engine:
         }
         if changes:
             config = config.replace(**changes)
-        spent = [a for a in self.journal.list_agents(row.run_id) if a.role == "orchestrator" and a.turns >= config.max_turns]
+        spent = [
+            a for a in self.journal.list_agents(row.run_id) if a.role == Role.ORCHESTRATOR and a.turns >= config.max_turns
+        ]
         if spent:
             raise BadInputError(
                 f"run {row.run_id} cannot be resumed: its orchestrator used all {config.max_turns} of its "
@@ -263,8 +272,8 @@ class Engine:
             run.agents[agent.agent_id] = agent
             resumable = (
                 agent.status in ACTIVE
-                or (agent.status == "cancelled" and agent.status_reason in RESUMABLE_REASONS)
-                or (agent.status == "failed" and (agent.status_reason or "").startswith(PROGRESS_FAILURE))
+                or (agent.status == AgentStatus.CANCELLED and agent.status_reason in RESUMABLE_REASONS)
+                or (agent.status == AgentStatus.FAILED and (agent.status_reason or "").startswith(PROGRESS_FAILURE))
             )
             if agent.is_orchestrator:
                 resumable = True
@@ -273,17 +282,19 @@ class Engine:
             if resumable:
                 starters.append((agent, True))
         for agent, _ in starters:
-            agent.status = "queued"
+            agent.status = AgentStatus.QUEUED
             agent.status_reason = "resumed"
-            self.journal.update_agent(row.run_id, agent.agent_id, status="queued", status_reason="resumed")
-            agent.progress.set_status("queued")
+            self.journal.update_agent(row.run_id, agent.agent_id, status=AgentStatus.QUEUED.value, status_reason="resumed")
+            agent.progress.set_status(AgentStatus.QUEUED)
         for escalation in self.journal.pending_escalations(row.run_id):
-            if escalation.kind != "question":
+            # the model's own questions re-attach when its escalate call runs again; the engine's
+            # (blocker, build, budget) are asked again if their cause still holds
+            if escalation.kind not in (EscalationKind.QUESTION, EscalationKind.APPROVAL):
                 self.journal.answer_escalation(
                     escalation.escalation_id,
                     answer="expired: the run was resumed",
                     choice=None,
-                    answered_by="engine",
+                    answered_by=AnsweredBy.ENGINE.value,
                 )
         self.journal.update_run(row.run_id, status="running", pid=os.getpid(), ended_at=None, summary="")
         self.journal.clear_stop_request(row.run_id)
@@ -310,13 +321,15 @@ class Engine:
         if not task.done():  # the waiter itself was cancelled
             raise asyncio.CancelledError
         run = self.runs[run_id]
-        return run.outcome or RunOutcome("interrupted", "the run was interrupted")
+        return run.outcome or RunOutcome(RunStatus.INTERRUPTED, "the run was interrupted")
 
     async def run(self, config: RunConfig) -> tuple[str, RunOutcome]:
         run_id = await self.start_run(config)
         return run_id, await self.wait(run_id)
 
-    def stop_run(self, run_id: str, *, status: str = "cancelled", reason: str = "stopped by the user") -> bool:
+    def stop_run(
+        self, run_id: str, *, status: RunStatus = RunStatus.CANCELLED, reason: str = "stopped by the user"
+    ) -> bool:
         run = self.runs.get(run_id)
         task = self.tasks.get(run_id)
         if run is None or task is None or task.done():
@@ -324,21 +337,21 @@ class Engine:
         run.request_stop(status, reason)
         return True
 
-    def stop_all(self, *, status: str = "cancelled", reason: str = "Stop all") -> list[str]:
+    def stop_all(self, *, status: RunStatus = RunStatus.CANCELLED, reason: str = "Stop all") -> list[str]:
         return [run_id for run_id in list(self.runs) if self.stop_run(run_id, status=status, reason=reason)]
 
     def active_runs(self) -> list[Run]:
         return [self.runs[r] for r, t in self.tasks.items() if not t.done()]
 
     def pending_escalations(self) -> list[Escalation]:
-        return [e for run in self.runs.values() for e in run.escalations.values() if not e.future.done()]
+        return [e for run in self.runs.values() for e in run.pending_escalations()]
 
-    def answer_escalation(
-        self, escalation_id: str, answer: str, choice: str | None = None, *, answered_by: str = "human"
-    ) -> bool:
+    def answer_escalation(self, escalation_id: str, answer: Answer) -> bool:
+        """Answer a pending escalation; False when none is pending under that id (already
+        answered, or its run ended). An option id the escalation does not have is BadInputError."""
         for run in self.runs.values():
-            if escalation_id in run.escalations:
-                return run.answer_escalation(escalation_id, answer=answer, choice=choice, answered_by=answered_by)
+            if any(e.escalation_id == escalation_id for e in run.pending_escalations()):
+                return run.ledger.answer(escalation_id, answer)
         return False
 
     async def cancel_agent(self, run_id: str, agent_id: str, reason: str = "cancelled by the user") -> int:
@@ -348,11 +361,27 @@ class Engine:
         if run.agents[agent_id].is_orchestrator:
             self.stop_run(run_id, reason=reason)
             return 0
-        return await run.cancel_agent(agent_id, reason)
+        return await run.ledger.cancel(agent_id, reason)
+
+    # ---------------------------------------------------------------- reading
+    def view(self) -> EngineView:
+        """Frozen copies of every live run, its agents and pending escalations (for the UI)."""
+        live = {run_id for run_id, task in self.tasks.items() if not task.done()}
+        return EngineView(
+            runs=tuple(view_of_run(run, live=run.run_id in live) for run in self.runs.values()),
+            escalations=tuple(self.pending_escalations()),
+        )
+
+    def run_view(self, run_id: str) -> RunView | None:
+        run = self.runs.get(run_id)
+        if run is None:
+            return None
+        task = self.tasks.get(run_id)
+        return view_of_run(run, live=task is not None and not task.done())
 
     async def aclose(self) -> None:
         """Stop every run (they stay resumable) and release the client and the guard."""
-        self.stop_all(status="interrupted", reason="the engine shut down")
+        self.stop_all(status=RunStatus.INTERRUPTED, reason="the engine shut down")
         for task in list(self.tasks.values()):
             try:
                 await task
@@ -366,10 +395,7 @@ class Engine:
         await self.client.aclose()
 
 
-def _restore_agent(run: Run, row: object) -> AgentState:
-    from agentray.journal import AgentRow
-
-    assert isinstance(row, AgentRow)
+def _restore_agent(run: Run, row: AgentRow) -> AgentState:
     progress = ProgressFile.reopen(
         run.workspace,
         row.agent_id,
@@ -380,12 +406,10 @@ def _restore_agent(run: Run, row: object) -> AgentState:
         status=row.status,
     )
     run.watch_progress(progress)
-    from agentray.model._types import Usage
-
     return AgentState(
         agent_id=row.agent_id,
         run_id=run.run_id,
-        role=row.role,
+        role=Role(row.role),
         title=row.title,
         task=row.task,
         depth=row.depth,
@@ -394,7 +418,7 @@ def _restore_agent(run: Run, row: object) -> AgentState:
         progress=progress,
         depends_on=tuple(row.depends_on),
         mitigates=row.mitigates,
-        status=row.status,
+        status=AgentStatus(row.status),
         status_reason=row.status_reason or "",
         summary=row.summary,
         blocker=row.blocker,
@@ -414,5 +438,6 @@ def _pricing_window(model: str) -> int:
         from agentray.model import Pricing
 
         return Pricing.load().context_window(model)
-    except Exception:
+    except Exception:  # a broken price table must not stop a run: assume the common window
+        log.exception("no context window for %s; assuming 200k tokens", model)
         return 200_000

@@ -12,30 +12,31 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import psutil
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agentray import events as ev
 from agentray.errors import JournalError, ModelAuthError, ModelNotFoundError, ToolError
+from agentray.escalation import BUDGET_OPTIONS, BUILD_OPTIONS, Escalation, EscalationKind, OptionId
 from agentray.journal import Journal
 from agentray.model._types import ModelClient, Usage
 from agentray.sandbox import Sandbox
+from agentray.states import ACTIVE, TERMINAL, AgentStatus, Role, RunStatus
 from agentray.tools import ProcessRegistry, Workspace, run_command, truncate_text
 
 from ._config import RunConfig
 from ._processes import JournaledProcesses
 from ._progress import ProgressFile
+from ._recovery import AgentEnded, RecoveryLedger
 from ._snapshots import RunSnapshots
-from ._state import ACTIVE, SETTLED, TERMINAL, AgentState, ChangeNotifier, Slots
+from ._state import AgentState, ChangeNotifier, Slots
 
 if TYPE_CHECKING:
     from ._guard import SystemGuard
 
-__all__ = ["Escalation", "Run", "RunOutcome"]
+__all__ = ["AgentRunner", "Run", "RunOutcome"]
 
 log = logging.getLogger(__name__)
 
@@ -45,27 +46,17 @@ RESUMABLE_REASONS = ("run stopped", "run interrupted")
 # swapped for a symlink): resume retries it once the cause is gone.
 PROGRESS_FAILURE = "cannot write its progress file"
 
-BLOCKER_OPTIONS_WAITING = ("Continue with my answer", "Cancel the agent", "Stop the run")
-BLOCKER_OPTIONS_FAILED = ("Retry with my answer", "Skip it", "Stop the run")
-BUILD_OPTIONS = ("Keep fixing", "Finish as failure", "Stop the run")
-BUDGET_OPTIONS = ("Raise the budget", "Stop the run")
+class AgentRunner(Protocol):
+    """Runs one agent to its end: the loop of model turns and tool calls. ``Run`` is given one;
+    the in-process loop (``_agent_loop.InProcessRunner``) is the only one today, and the seam
+    another executor plugs into (docs/remote-runners.md)."""
 
-
-@dataclass
-class Escalation:
-    escalation_id: str
-    run_id: str
-    agent_id: str
-    kind: str
-    question: str
-    context: str
-    options: tuple[str, ...]
-    future: asyncio.Future[dict[str, Any]]
+    def run(self, run: Run, agent: AgentState, *, resumed: bool) -> Coroutine[Any, Any, None]: ...
 
 
 @dataclass(frozen=True)
 class RunOutcome:
-    status: str  # succeeded | failed | cancelled | interrupted
+    status: RunStatus
     summary: str
     fatal_error: BaseException | None = None
     resumable: bool = True  # False: resuming would fail the same way (a fatal error, a spent limit)
@@ -83,9 +74,11 @@ class Run:
         guard: SystemGuard,
         prompts: dict[str, str],
         context_window: int,
+        runner: AgentRunner,
         sandbox: Sandbox | None = None,
     ) -> None:
         self.run_id = run_id
+        self.runner = runner
         self.sandbox = sandbox or Sandbox.unconfined()
         self.snapshots = RunSnapshots(
             journal, run_id, config.workspace, warn=lambda message: self.notice(message, level="warning")
@@ -105,7 +98,7 @@ class Run:
         self.slots = Slots(config.max_concurrent)
         self.changes = ChangeNotifier()
         self.processes: ProcessRegistry = JournaledProcesses(journal, run_id)
-        self.escalations: dict[str, Escalation] = {}
+        self.ledger = RecoveryLedger(self)
         self.notices: list[str] = []  # engine news for the orchestrator, drained by its monitors
         self.budget_usd = config.budget_usd
         self.cost_usd = 0.0
@@ -135,15 +128,15 @@ class Run:
     def active_workers(self) -> list[AgentState]:
         return [a for a in self.agents.values() if not a.is_orchestrator and a.status in ACTIVE]
 
-    def set_status(self, agent: AgentState, status: str, reason: str = "") -> None:
+    def set_status(self, agent: AgentState, status: AgentStatus, reason: str = "") -> None:
         if agent.status == status and agent.status_reason == reason:
             return
         previous = agent.status
         agent.status = status
         agent.status_reason = reason
-        fields: dict[str, Any] = {"status": status, "status_reason": reason}
+        fields: dict[str, Any] = {"status": status.value, "status_reason": reason}
         now = time.time()
-        if status == "running" and agent.started_at is None:
+        if status == AgentStatus.RUNNING and agent.started_at is None:
             agent.started_at = now
             fields["started_at"] = now
         if status in TERMINAL:
@@ -152,6 +145,12 @@ class Run:
             if not agent.is_orchestrator and previous not in TERMINAL:
                 self.settle_seq += 1
         self.journal.update_agent(self.run_id, agent.agent_id, **fields)
+        # the timeline (dashboard, `show --timeline`) is rebuilt from these rows
+        self.journal.add_event(
+            self.run_id,
+            "agent_status",
+            {"agent_id": agent.agent_id, "status": status.value, "previous": previous.value},
+        )
         agent.progress.set_status(status)
         self.publish(
             ev.AgentStatusChanged(
@@ -233,7 +232,7 @@ class Run:
     def new_agent(
         self,
         *,
-        role: str,
+        role: Role,
         title: str,
         task: str,
         parent: AgentState | None,
@@ -241,7 +240,7 @@ class Run:
         mitigates: str | None = None,
     ) -> AgentState:
         agent_id = self.journal.next_agent_id(str(self.workspace))
-        model = self.config.model if role == "orchestrator" else self.config.effective_worker_model
+        model = self.config.model if role == Role.ORCHESTRATOR else self.config.effective_worker_model
         if not title.strip():
             title = task.strip().splitlines()[0][:80] if task.strip() else agent_id
         progress = ProgressFile(
@@ -277,7 +276,7 @@ class Run:
             depth=agent.depth,
             depends_on=list(depends_on),
             mitigates=mitigates,
-            status="queued",
+            status=AgentStatus.QUEUED.value,
             model=model,
         )
         progress.write()
@@ -298,13 +297,11 @@ class Run:
         return agent
 
     def start_agent(self, agent: AgentState, *, resumed: bool = False) -> None:
-        from ._agent_loop import run_agent  # the loop imports tools that import this module
-
         if self._tg is None:
             raise RuntimeError("the run is not running")
-        agent.completed = False
-        agent.task_handle = self._tg.create_task(
-            run_agent(self, agent, resumed=resumed), name=f"agent-{agent.agent_id}"
+        agent.runtime.completed = False
+        agent.runtime.task_handle = self._tg.create_task(
+            self.runner.run(self, agent, resumed=resumed), name=f"agent-{agent.agent_id}"
         )
 
     def descendants(self, agent_id: str) -> list[AgentState]:
@@ -318,102 +315,9 @@ class Run:
                     frontier.append(child.agent_id)
         return found
 
-    async def cancel_agent(self, agent_id: str, reason: str) -> int:
-        """Cancel an agent, its helpers and their process trees; returns processes killed."""
-        targets = [self.agents[agent_id], *self.descendants(agent_id)]
-        # counted before anything is signalled: the agents' own cleanup races the kill below
-        killed = sum(_tree_size(pid) for target in targets for pid in self.processes.pids(target.agent_id))
-        for target in targets:
-            handle = target.task_handle
-            if target.status in ACTIVE:
-                self.set_status(target, "cancelled", reason)
-                target.summary = target.summary or f"cancelled: {reason}"
-                self.journal.update_agent(self.run_id, target.agent_id, summary=target.summary)
-            if handle is not None and not handle.done() and handle is not asyncio.current_task():
-                handle.cancel()
-            if target.blocker_future is not None and not target.blocker_future.done():
-                target.blocker_future.cancel()
-            await self.processes.kill_owner(target.agent_id)
-        return killed
-
-    # ------------------------------------------------------------------ escalations
-    async def escalate(
-        self,
-        agent: AgentState,
-        *,
-        kind: str,
-        question: str,
-        context: str,
-        options: tuple[str, ...],
-        call_id: str | None = None,
-        existing_id: str | None = None,
-    ) -> dict[str, Any]:
-        """Ask the human; waits (holding no slot) until an engine command answers."""
-        self.slots.release(agent.agent_id)
-        if agent.status == "running":
-            self.set_status(agent, "waiting", f"escalation: {question[:80]}")
-        escalation_id = existing_id or self.journal.next_escalation_id(self.run_id)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        escalation = Escalation(
-            escalation_id, self.run_id, agent.agent_id, kind, question, context, options, future
-        )
-        self.escalations[escalation_id] = escalation
-        if existing_id is None:
-            self.journal.create_escalation(
-                self.run_id,
-                escalation_id,
-                agent_id=agent.agent_id,
-                kind=kind,
-                question=question,
-                context=context,
-                options=list(options),
-                call_id=call_id,
-            )
-        self.journal.add_event(
-            self.run_id, "escalation_raised", {"escalation_id": escalation_id, "kind": kind}
-        )
-        self.publish(
-            ev.EscalationRaised(
-                run_id=self.run_id,
-                escalation_id=escalation_id,
-                agent_id=agent.agent_id,
-                kind=kind,
-                question=question,
-                context=context,
-                options=options,
-            )
-        )
-        try:
-            return await future
-        finally:
-            self.escalations.pop(escalation_id, None)
-
-    def answer_escalation(
-        self, escalation_id: str, *, answer: str, choice: str | None, answered_by: str
-    ) -> bool:
-        escalation = self.escalations.get(escalation_id)
-        if escalation is None or escalation.future.done():
-            return False
-        self.journal.answer_escalation(
-            escalation_id, answer=answer, choice=choice, answered_by=answered_by
-        )
-        self.journal.add_event(
-            self.run_id,
-            "escalation_answered",
-            {"escalation_id": escalation_id, "choice": choice, "answered_by": answered_by},
-        )
-        self.publish(
-            ev.EscalationAnswered(
-                run_id=self.run_id,
-                escalation_id=escalation_id,
-                agent_id=escalation.agent_id,
-                answer=answer,
-                choice=choice,
-                answered_by=answered_by,
-            )
-        )
-        escalation.future.set_result({"answer": answer, "choice": choice, "answered_by": answered_by})
-        return True
+    # ------------------------------------------------------------------ the person
+    def pending_escalations(self) -> list[Escalation]:
+        return self.ledger.pending()
 
     def in_background(self, coro: Any, name: str) -> None:
         """A helper task inside the run's task group (cancelled with the run)."""
@@ -422,76 +326,6 @@ class Run:
         task = self._tg.create_task(coro, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    # ------------------------------------------------------------------ error recovery
-    def on_agent_failed(self, agent: AgentState) -> None:
-        """A failed agent is a blocker; a failed mitigation (or a second failure) escalates."""
-        if agent.mitigates:
-            target = self.agents.get(agent.mitigates)
-            if target is not None and not target.escalated:
-                self.escalate_blocker(target, f"its mitigation {agent.agent_id} failed: {agent.blocker}")
-            return
-        if agent.mitigation_count >= 1 and not agent.escalated:
-            self.escalate_blocker(agent, f"it failed again after its one mitigation: {agent.blocker}")
-
-    def on_mitigator_done(self, mitigator: AgentState) -> None:
-        target = self.agents.get(mitigator.mitigates or "")
-        if target is None:
-            return
-        if target.blocker_future is not None and not target.blocker_future.done():
-            target.blocker_future.set_result(
-                {
-                    "resolution": mitigator.summary or "",
-                    "from": mitigator.agent_id,
-                    "mitigated_by": mitigator.agent_id,
-                }
-            )
-
-    def escalate_blocker(self, agent: AgentState, why: str) -> None:
-        """Automatic escalation of a blocker whose one mitigation is used up."""
-        agent.escalated = True
-        self.journal.update_agent(self.run_id, agent.agent_id, escalated=True)
-        waiting = agent.blocker_future is not None and not agent.blocker_future.done()
-        options = BLOCKER_OPTIONS_WAITING if waiting else BLOCKER_OPTIONS_FAILED
-        question = f"Agent {agent.agent_id} ({agent.title}) is blocked and {why}. How should it proceed?"
-        context = (
-            f"Task: {agent.task}\n\nBlocker: {agent.blocker or agent.status_reason}\n\n"
-            f"Mitigation: {agent.mitigated_by or 'none'}"
-        )
-        self.notice(f"{agent.agent_id} escalated to the human: {why}", level="warning")
-        self.in_background(
-            self._await_blocker_answer(agent, question, context, options),
-            name=f"escalation-{agent.agent_id}",
-        )
-
-    async def _await_blocker_answer(
-        self, agent: AgentState, question: str, context: str, options: tuple[str, ...]
-    ) -> None:
-        reply = await self.escalate(agent, kind="blocker", question=question, context=context, options=options)
-        await self.apply_blocker_answer(agent, reply)
-
-    async def apply_blocker_answer(self, agent: AgentState, reply: dict[str, Any]) -> None:
-        choice = (reply.get("choice") or "").lower()
-        answer = reply.get("answer") or ""
-        self.notice(f"the human answered about {agent.agent_id}: {choice or answer}")
-        if choice.startswith("stop"):
-            self.request_stop("cancelled", f"stopped by the human at the escalation of {agent.agent_id}")
-            return
-        if choice.startswith(("cancel", "skip")):
-            if agent.status in ACTIVE:
-                await self.cancel_agent(agent.agent_id, "cancelled by the human")
-            return
-        waiting = agent.blocker_future is not None and not agent.blocker_future.done()
-        if waiting:
-            assert agent.blocker_future is not None
-            agent.blocker_future.set_result({"resolution": answer, "from": "human", "choice": reply.get("choice")})
-        elif agent.status == "failed" and choice.startswith("retry"):
-            self.restart_agent(agent, f"[human] {answer}")
-
-    def restart_agent(self, agent: AgentState, message: str) -> None:
-        agent.pending_messages.append(message)
-        self.set_status(agent, "queued", "restarted")
-        self.start_agent(agent, resumed=True)
 
     # ------------------------------------------------------------------ budget
     async def ensure_budget(self, agent: AgentState) -> None:
@@ -502,16 +336,15 @@ class Run:
             if self.budget_usd is None or self.cost_usd < self.budget_usd:
                 return
             spent, budget = self.cost_usd, self.budget_usd
-            reply = await self.escalate(
+            answer = await self.ledger.ask(
                 agent,
-                kind="budget",
+                kind=EscalationKind.BUDGET,
                 question=f"The run has spent ${spent:.2f} of its ${budget:.2f} budget. Raise the budget or stop?",
                 context="Answer with a new budget in USD (e.g. 20) and choose 'Raise the budget', or stop the run.",
                 options=BUDGET_OPTIONS,
             )
-            choice = (reply.get("choice") or "").lower()
-            if choice.startswith("raise"):
-                numbers = re.findall(r"\d+(?:\.\d+)?", reply.get("answer") or "")
+            if answer.option_id == OptionId.RAISE_BUDGET:
+                numbers = re.findall(r"\d+(?:\.\d+)?", answer.text)
                 wanted = float(numbers[0]) if numbers else 0.0
                 self.budget_usd = wanted if wanted > spent else max(budget * 2, spent * 1.5)
                 self.journal.update_run(
@@ -519,8 +352,8 @@ class Run:
                 )
                 self.notice(f"budget raised to ${self.budget_usd:.2f}")
                 return
-            self.request_stop("failed", f"budget of ${budget:.2f} reached")
-            raise asyncio.CancelledError
+            self.request_stop(RunStatus.FAILED, f"budget of ${budget:.2f} reached")
+            raise AgentEnded
 
     # ------------------------------------------------------------------ build
     async def run_build(self, agent: AgentState) -> dict[str, Any]:
@@ -572,9 +405,9 @@ class Run:
             )
         )
         if not passed and self.builds_failed_in_a_row >= self.config.max_fix_rounds:
-            reply = await self.escalate(
+            answer = await self.ledger.ask(
                 agent,
-                kind="build",
+                kind=EscalationKind.BUILD,
                 question=(
                     f"The build has failed {self.builds_failed_in_a_row} times in a row "
                     f"(max_fix_rounds={self.config.max_fix_rounds}). Keep fixing, finish as a failure, or stop?"
@@ -582,12 +415,12 @@ class Run:
                 context=f"Command: {command}\n\nOutput (tail):\n{tail[-3000:]}",
                 options=BUILD_OPTIONS,
             )
-            outcome["escalation"] = {"answer": reply.get("answer"), "choice": reply.get("choice")}
-            choice = (reply.get("choice") or "").lower()
-            if choice.startswith("keep"):
+            chosen = next((o.label for o in BUILD_OPTIONS if o.option_id == answer.option_id), None)
+            outcome["escalation"] = {"answer": answer.text or chosen, "choice": chosen}
+            if answer.option_id == OptionId.KEEP_FIXING:
                 self.builds_failed_in_a_row = 0
-            elif choice.startswith("stop"):
-                self.request_stop("cancelled", "stopped by the human after failing builds")
+            elif answer.option_id == OptionId.STOP_RUN:
+                self.request_stop(RunStatus.CANCELLED, "stopped by the human after failing builds")
         return outcome
 
     def finish_blockers(self, outcome: str) -> list[str]:
@@ -598,6 +431,12 @@ class Run:
             listed = ", ".join(f"{a.agent_id} ({a.status})" for a in active)
             still = "1 agent is" if len(active) == 1 else f"{len(active)} agents are"
             problems.append(f"{still} still active: {listed}; await or cancel them first")
+        if outcome == "success":
+            for failed in self.ledger.unmitigated_failures():
+                problems.append(
+                    f"{failed.agent_id} ({failed.title}) failed and nobody mitigated it: spawn a fixer with "
+                    f"mitigates={failed.agent_id}, resume_agent it, or finish with outcome=failure"
+                )
         if outcome == "success" and self.config.build_command:
             if self.build_passed_at is None:
                 problems.append("no passing run_build since the last change; run the build first")
@@ -605,20 +444,37 @@ class Run:
                 problems.append("an agent finished after the last passing build; run the build again")
         return problems
 
+    def plan_report(self) -> str:
+        """What did not go to plan, for the person: the workers that failed or were cancelled."""
+        lines: list[str] = []
+        for agent in self.agents.values():
+            if agent.is_orchestrator or agent.status not in (AgentStatus.FAILED, AgentStatus.CANCELLED):
+                continue
+            why = (agent.blocker if agent.status == AgentStatus.FAILED else agent.status_reason) or ""
+            how = f"; mitigated by {agent.mitigated_by}" if agent.mitigated_by else ""
+            if agent.escalated:
+                how += "; the person decided"
+            lines.append(f"- {agent.agent_id} ({agent.title}) {agent.status.value}: {why[:200]}{how}")
+        if not lines:
+            return ""
+        count = len(lines)
+        head = "1 agent" if count == 1 else f"{count} agents"
+        return f"Not everything went to plan ({head}):\n" + "\n".join(lines)
+
     # ------------------------------------------------------------------ lifecycle
-    def request_stop(self, status: str, reason: str) -> None:
+    def request_stop(self, status: RunStatus, reason: str) -> None:
         """Stop the whole run: cancels its task group (from any task, or the outside)."""
         if self.outcome is None:
-            self.outcome = RunOutcome(status, reason)
+            self.outcome = RunOutcome(RunStatus(status), reason)
         if self._main_task is not None and not self._main_task.done():
             self._main_task.cancel()
 
     def conclude(
-        self, status: str, summary: str, fatal: BaseException | None = None, *, resumable: bool = True
+        self, status: RunStatus, summary: str, fatal: BaseException | None = None, *, resumable: bool = True
     ) -> None:
         """The run ends normally (finish, or the orchestrator failed): let main wind down."""
         if self.outcome is None:
-            self.outcome = RunOutcome(status, summary, fatal, resumable=resumable and fatal is None)
+            self.outcome = RunOutcome(RunStatus(status), summary, fatal, resumable=resumable and fatal is None)
         self.finished.set()
 
     async def main(self, starters: list[tuple[AgentState, bool]]) -> RunOutcome:
@@ -641,18 +497,19 @@ class Run:
                 # the run is over: whatever still runs (stragglers, pending escalations) goes
                 watcher.cancel()
                 for agent in self.agents.values():
-                    if agent.task_handle is not None and not agent.task_handle.done():
-                        agent.task_handle.cancel()
+                    handle = agent.runtime.task_handle
+                    if handle is not None and not handle.done():
+                        handle.cancel()
                 for task in list(self._background):
                     task.cancel()
         except asyncio.CancelledError:
             if self.outcome is None:
-                self.outcome = RunOutcome("interrupted", "the run was interrupted")
+                self.outcome = RunOutcome(RunStatus.INTERRUPTED, "the run was interrupted")
             await self._cleanup()
             raise
         except Exception as error:  # a bug in a helper task: fail this run, keep the process
             log.exception("run %s crashed", self.run_id)
-            self.outcome = RunOutcome("failed", f"internal error: {type(error).__name__}: {error}")
+            self.outcome = RunOutcome(RunStatus.FAILED, f"internal error: {type(error).__name__}: {error}")
         await self._cleanup()
         assert self.outcome is not None
         return self.outcome
@@ -664,22 +521,21 @@ class Run:
         with contextlib.suppress(asyncio.CancelledError):
             # what no snapshot saw yet (a file tool's snapshot takes only its own path)
             await asyncio.shield(self.snapshots.take(None, None, "end"))
-        outcome = self.outcome or RunOutcome("interrupted", "the run was interrupted")
-        reason = "run stopped" if outcome.status in ("cancelled", "failed") else "run interrupted"
-        if outcome.status == "succeeded":
+        outcome = self.outcome or RunOutcome(RunStatus.INTERRUPTED, "the run was interrupted")
+        reason = "run stopped" if outcome.status in (RunStatus.CANCELLED, RunStatus.FAILED) else "run interrupted"
+        if outcome.status == RunStatus.SUCCEEDED:
             reason = "run finished"
         for agent in self.agents.values():
             if agent.status in ACTIVE:
                 try:
-                    self.set_status(agent, "cancelled", reason)
+                    self.set_status(agent, AgentStatus.CANCELLED, reason)
                 except JournalError as error:  # a full disk: the next resume sees it as interrupted
-                    agent.status = "cancelled"
+                    agent.status = AgentStatus.CANCELLED
                     log.error("run %s: %s could not be recorded as cancelled: %s", self.run_id, agent.agent_id, error)
-            if agent.blocker_future is not None and not agent.blocker_future.done():
-                agent.blocker_future.cancel()
-        for escalation in list(self.escalations.values()):
-            if not escalation.future.done():
-                escalation.future.cancel()
+            if agent.runtime.waiting_on_blocker:
+                assert agent.runtime.blocker_future is not None
+                agent.runtime.blocker_future.cancel()
+        self.ledger.cancel_pending()
         try:
             self.journal.update_run(
                 self.run_id,
@@ -713,24 +569,15 @@ class Run:
                 continue
             if requested:
                 self.journal.clear_stop_request(self.run_id)
-                self.request_stop("cancelled", "stopped by `agentray stop`")
+                self.request_stop(RunStatus.CANCELLED, "stopped by `agentray stop`")
                 return
 
     def fatal(self, agent: AgentState, error: BaseException) -> None:
         """Errors no agent can work around (bad key, unknown model) end the run at once."""
         if isinstance(error, ModelAuthError | ModelNotFoundError):
             self.notice(f"{agent.agent_id}: {error}", level="error", agent_id=agent.agent_id)
-            self.conclude("failed", str(error), fatal=error)
-
-    def settled_states(self) -> frozenset[str]:
-        return SETTLED
+            self.conclude(RunStatus.FAILED, str(error), fatal=error)
 
     def truncate(self, text: str) -> str:
         return truncate_text(text, self.config.tool_output_limit)
 
-
-def _tree_size(pid: int) -> int:
-    try:
-        return 1 + len(psutil.Process(pid).children(recursive=True))
-    except psutil.Error:
-        return 0

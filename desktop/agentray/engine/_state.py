@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from agentray.model._types import Usage
+from agentray.states import ACTIVE, SETTLED, TERMINAL, AgentStatus, Role
 
 from ._progress import ProgressFile
 
@@ -16,22 +18,68 @@ __all__ = [
     "ACTIVE",
     "SETTLED",
     "TERMINAL",
+    "AgentRecord",
+    "AgentRuntime",
     "AgentState",
     "ChangeNotifier",
     "Slots",
 ]
 
-TERMINAL = frozenset({"done", "failed", "cancelled"})
-ACTIVE = frozenset({"queued", "running", "waiting", "blocked"})
-# "settled" for a monitor: nothing more will happen without someone acting.
-SETTLED = TERMINAL | {"blocked"}
+
+@dataclass(frozen=True)
+class AgentRecord:
+    """An agent as data: frozen, serialisable (``to_dict``), holding no runtime handle. The UI
+    reads these; another executor would ship them across the wire."""
+
+    agent_id: str
+    run_id: str
+    role: Role
+    title: str
+    task: str
+    depth: int
+    parent_id: str | None
+    model: str
+    progress_file: str
+    depends_on: tuple[str, ...]
+    mitigates: str | None
+    status: AgentStatus
+    status_reason: str
+    summary: str | None
+    blocker: str | None
+    turns: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    mitigated_by: str | None
+    mitigation_count: int
+    escalated: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class AgentRuntime:
+    """What exists only while an agent runs in this process (never journaled, never shipped)."""
+
+    task_handle: asyncio.Task[None] | None = None
+    blocker_future: asyncio.Future[dict[str, Any]] | None = None
+    pending_messages: list[str] = field(default_factory=list)  # e.g. guidance from resume_agent
+    completed: bool = False  # called complete/finish; the loop ends it after this turn
+
+    @property
+    def waiting_on_blocker(self) -> bool:
+        return self.blocker_future is not None and not self.blocker_future.done()
 
 
 @dataclass
 class AgentState:
     agent_id: str
     run_id: str
-    role: str  # orchestrator | worker | explorer | fixer
+    role: Role
     title: str
     task: str
     depth: int
@@ -40,7 +88,7 @@ class AgentState:
     progress: ProgressFile
     depends_on: tuple[str, ...] = ()
     mitigates: str | None = None
-    status: str = "queued"
+    status: AgentStatus = AgentStatus.QUEUED
     status_reason: str = ""
     summary: str | None = None
     blocker: str | None = None
@@ -50,19 +98,16 @@ class AgentState:
     created_at: float = field(default_factory=time.time)
     started_at: float | None = None
     ended_at: float | None = None
-    # error-recovery bookkeeping: each blocker gets exactly one mitigation
-    mitigated_by: str | None = None  # agent id of the mitigator, or "resume"
+    # error recovery (RecoveryLedger): each blocker gets exactly one mitigation. mitigated_by is
+    # the mitigating agent's id, or "resume:<agent id>" when resume_agent gave guidance.
+    mitigated_by: str | None = None
     mitigation_count: int = 0
     escalated: bool = False
-    # runtime only
-    task_handle: asyncio.Task[None] | None = None
-    blocker_future: asyncio.Future[dict[str, Any]] | None = None
-    pending_messages: list[str] = field(default_factory=list)  # e.g. guidance from resume_agent
-    completed: bool = False
+    runtime: AgentRuntime = field(default_factory=AgentRuntime, repr=False, compare=False)
 
     @property
     def is_orchestrator(self) -> bool:
-        return self.role == "orchestrator"
+        return self.role == Role.ORCHESTRATOR
 
     @property
     def active(self) -> bool:
@@ -72,16 +117,45 @@ class AgentState:
     def settled(self) -> bool:
         return self.status in SETTLED
 
+    def record(self) -> AgentRecord:
+        return AgentRecord(
+            agent_id=self.agent_id,
+            run_id=self.run_id,
+            role=self.role,
+            title=self.title,
+            task=self.task,
+            depth=self.depth,
+            parent_id=self.parent_id,
+            model=self.model,
+            progress_file=self.progress.relative_path,
+            depends_on=self.depends_on,
+            mitigates=self.mitigates,
+            status=self.status,
+            status_reason=self.status_reason,
+            summary=self.summary,
+            blocker=self.blocker,
+            turns=self.turns,
+            input_tokens=self.usage.input_tokens,
+            output_tokens=self.usage.output_tokens,
+            cost_usd=self.cost_usd,
+            created_at=self.created_at,
+            started_at=self.started_at,
+            ended_at=self.ended_at,
+            mitigated_by=self.mitigated_by,
+            mitigation_count=self.mitigation_count,
+            escalated=self.escalated,
+        )
+
     def brief(self) -> dict[str, Any]:
         """The per-agent object monitors return: status plus summary or blocker."""
-        out: dict[str, Any] = {"agent_id": self.agent_id, "status": self.status}
-        if self.status == "done":
+        out: dict[str, Any] = {"agent_id": self.agent_id, "status": self.status.value}
+        if self.status == AgentStatus.DONE:
             out["summary"] = self.summary or ""
-        elif self.status in ("blocked", "failed"):
+        elif self.status in (AgentStatus.BLOCKED, AgentStatus.FAILED):
             out["blocker"] = self.blocker or self.status_reason
-        elif self.status == "cancelled":
+        elif self.status == AgentStatus.CANCELLED:
             out["summary"] = self.summary or self.status_reason or "cancelled"
-        if self.status_reason and self.status in ("failed", "cancelled", "queued"):
+        if self.status_reason and self.status in (AgentStatus.FAILED, AgentStatus.CANCELLED, AgentStatus.QUEUED):
             out["reason"] = self.status_reason
         return out
 
@@ -109,10 +183,8 @@ class ChangeNotifier:
 
     def __init__(self) -> None:
         self._waiters: list[asyncio.Future[None]] = []
-        self.generation = 0
 
     def notify(self) -> None:
-        self.generation += 1
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if not waiter.done():

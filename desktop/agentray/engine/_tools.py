@@ -11,11 +11,13 @@ import json
 from typing import Any
 
 from agentray.errors import ToolError
+from agentray.escalation import EscalationKind, model_options
+from agentray.states import ACTIVE, SETTLED, TERMINAL, WORKER_ROLES, AgentStatus, Role, RunStatus
 from agentray.tools import run_command
 from agentray.tools._workspace import finish_in_thread
 
-from ._run import BLOCKER_OPTIONS_WAITING, Run
-from ._state import ACTIVE, SETTLED, TERMINAL, AgentState
+from ._run import Run
+from ._state import AgentState
 from ._toolkit import Tool, prop
 
 __all__ = ["RESUMABLE_TOOLS", "conclude_finish", "describe_call", "refusal_for_missing_tool", "tools_for"]
@@ -24,7 +26,6 @@ __all__ = ["RESUMABLE_TOOLS", "conclude_finish", "describe_call", "refusal_for_m
 # again, escalate re-attaches to its journal row, report_blocker blocks again.
 RESUMABLE_TOOLS = frozenset({"escalate", "await_agents", "check_agents", "sleep", "report_blocker"})
 DEFAULT_AWAIT_TIMEOUT_S = 900.0
-ROLES = ("worker", "explorer", "fixer")
 
 
 # ---------------------------------------------------------------------------- orchestration
@@ -56,8 +57,8 @@ async def spawn_agent(run: Run, agent: AgentState, args: dict[str, Any]) -> dict
     mitigates = args.get("mitigates")
     target = None
     if mitigates:
-        target = _mitigation_target(run, mitigates)
-    role = args.get("role") or ("fixer" if mitigates else "worker")
+        target = run.ledger.mitigation_target(mitigates)
+    role = Role(args.get("role") or (Role.FIXER if mitigates else Role.WORKER))
     # The agent, its mitigation and the call's result land in one transaction: after a crash the
     # spawn either never happened or the model gets this very result back (never a second agent).
     with run.journal.transaction():
@@ -70,11 +71,11 @@ async def spawn_agent(run: Run, agent: AgentState, args: dict[str, Any]) -> dict
             mitigates=mitigates,
         )
         if target is not None:
-            _record_mitigation(run, target, child.agent_id)
-        result = {"agent_id": child.agent_id, "status": child.status, "progress_file": child.progress.relative_path}
+            run.ledger.record_mitigation(target, child.agent_id)
+        result = {"agent_id": child.agent_id, "status": child.status.value, "progress_file": child.progress.relative_path}
         if "_call_id" in args:
             run.journal.finish_tool_call(run.run_id, args["_call_id"], result=result, is_error=False)
-    run.progress(agent, "UPDATE", f"spawned {child.agent_id} ({role}): {child.title}")
+    run.progress(agent, "UPDATE", f"spawned {child.agent_id} ({role.value}): {child.title}")
     run.start_agent(child)
     return result
 
@@ -89,28 +90,6 @@ def _lineage(run: Run, agent: AgentState) -> set[str]:
     return found
 
 
-def _mitigation_target(run: Run, agent_id: str) -> AgentState:
-    target = run.agents.get(agent_id)
-    if target is None:
-        raise ToolError(f"unknown agent {agent_id}")
-    if target.mitigation_count >= 1 or target.escalated:
-        raise ToolError(
-            f"second mitigation refused: {agent_id} already had its one mitigation ({target.mitigated_by}); "
-            "the engine escalates it to the human"
-        )
-    if target.status not in ("blocked", "failed"):
-        raise ToolError(f"{agent_id} is not a blocker (status {target.status}); only blocked or failed agents are mitigated")
-    return target
-
-
-def _record_mitigation(run: Run, target: AgentState, by: str) -> None:
-    target.mitigation_count += 1
-    target.mitigated_by = by
-    run.journal.update_agent(
-        run.run_id, target.agent_id, mitigated_by=by, mitigation_count=target.mitigation_count
-    )
-
-
 def _resolve_ids(run: Run, agent: AgentState, ids: list[str] | None) -> list[AgentState]:
     if not ids:
         children = [a for a in run.agents.values() if a.parent_id == agent.agent_id]
@@ -119,11 +98,6 @@ def _resolve_ids(run: Run, agent: AgentState, ids: list[str] | None) -> list[Age
     if unknown:
         raise ToolError(f"unknown agent ids: {', '.join(unknown)}")
     return [run.agents[i] for i in dict.fromkeys(ids)]
-
-
-def _unhandled_blocker(agent: AgentState) -> bool:
-    """A blocker the caller has to act on (not yet mitigated nor escalated)."""
-    return agent.status == "blocked" and agent.mitigation_count == 0 and not agent.escalated
 
 
 async def await_agents(run: Run, agent: AgentState, args: dict[str, Any]) -> dict[str, Any]:
@@ -136,7 +110,7 @@ async def await_agents(run: Run, agent: AgentState, args: dict[str, Any]) -> dic
     initially_terminal = {a.agent_id for a in targets if a.status in TERMINAL}
 
     def ready() -> bool:
-        if any(_unhandled_blocker(a) for a in targets):
+        if any(run.ledger.unhandled(a) for a in targets):
             return True
         if mode == "any":
             return any(a.status in TERMINAL for a in targets) or bool(initially_terminal)
@@ -227,31 +201,30 @@ async def escalate(run: Run, agent: AgentState, args: dict[str, Any]) -> dict[st
     existing = run.journal.find_escalation_by_call(run.run_id, call_id) if call_id else None
     if existing is not None and existing.answered_at is not None:
         return {"answer": existing.answer, "choice": existing.choice}
-    options = tuple(str(o) for o in (args.get("options") or ()))
+    options = model_options(args.get("options") or ())
     run.progress(agent, "UPDATE", f"asked the human: {args['question']}")
-    reply = await run.escalate(
+    kind = EscalationKind.QUESTION if args.get("options") else EscalationKind.APPROVAL
+    answer = await run.ledger.ask(
         agent,
-        kind="question",
+        kind=kind,
         question=args["question"],
         context=args.get("context") or "",
         options=options,
         call_id=call_id,
         existing_id=existing.escalation_id if existing is not None else None,
     )
-    return {"answer": reply.get("answer"), "choice": reply.get("choice")}
+    chosen = next((o for o in options if o.option_id == answer.option_id), None)
+    return {
+        "answer": answer.text.strip() or (chosen.label if chosen else "(no answer)"),
+        "choice": chosen.label if chosen else None,
+    }
 
 
 async def resume_agent(run: Run, agent: AgentState, args: dict[str, Any]) -> dict[str, Any]:
-    target_id = args["agent_id"]
-    target = _mitigation_target(run, target_id)
-    message = args["message"]
-    _record_mitigation(run, target, f"resume:{agent.agent_id}")
-    run.progress(agent, "UPDATE", f"resumed {target_id} with guidance")
-    if target.status == "blocked" and target.blocker_future is not None and not target.blocker_future.done():
-        target.blocker_future.set_result({"resolution": message, "from": agent.agent_id})
-    else:
-        run.restart_agent(target, f"[guidance from {agent.agent_id}] {message}")
-    return {"agent_id": target_id, "status": target.status}
+    target = run.ledger.mitigation_target(args["agent_id"])
+    run.ledger.guide(target, agent, args["message"])
+    run.progress(agent, "UPDATE", f"resumed {target.agent_id} with guidance")
+    return {"agent_id": target.agent_id, "status": target.status.value}
 
 
 async def cancel_agent(run: Run, agent: AgentState, args: dict[str, Any]) -> dict[str, Any]:
@@ -265,9 +238,9 @@ async def cancel_agent(run: Run, agent: AgentState, args: dict[str, Any]) -> dic
         raise ToolError(f"{target_id} has already ended ({target.status})")
     reason = args.get("reason") or f"cancelled by {agent.agent_id}"
     also = [a.agent_id for a in run.descendants(target_id) if a.status in ACTIVE]
-    killed = await run.cancel_agent(target_id, reason)
+    killed = await run.ledger.cancel(target_id, reason)
     run.progress(agent, "UPDATE", f"cancelled {target_id}: {reason}")
-    return {"agent_id": target_id, "status": target.status, "processes_killed": killed, "also_cancelled": also}
+    return {"agent_id": target_id, "status": target.status.value, "processes_killed": killed, "also_cancelled": also}
 
 
 async def finish(run: Run, agent: AgentState, args: dict[str, Any]) -> dict[str, Any]:
@@ -280,14 +253,13 @@ async def finish(run: Run, agent: AgentState, args: dict[str, Any]) -> dict[str,
 
 def conclude_finish(run: Run, agent: AgentState, summary: str, outcome: str) -> dict[str, Any]:
     """What an accepted finish does; also replayed when a crash came between it and the run's end."""
-    status = "succeeded" if outcome == "success" else "failed"
-    agent.summary = summary
-    agent.completed = True
-    run.journal.update_agent(run.run_id, agent.agent_id, summary=summary, result=summary)
-    run.progress(agent, "RESULT", summary)
-    run.set_status(agent, "done" if outcome == "success" else "failed", f"finish: {outcome}")
-    run.conclude(status, summary)
-    return {"finished": True, "status": status}
+    status = RunStatus.SUCCEEDED if outcome == "success" else RunStatus.FAILED
+    run.ledger.record_result(agent, summary)
+    run.set_status(agent, AgentStatus.DONE if outcome == "success" else AgentStatus.FAILED, f"finish: {outcome}")
+    # a success with failed or cancelled workers says so (a failure's summary is about failing)
+    report = run.plan_report() if status == RunStatus.SUCCEEDED else ""
+    run.conclude(status, f"{summary}\n\n{report}" if report else summary)
+    return {"finished": True, "status": status.value}
 
 
 # ---------------------------------------------------------------------------- worker tools
@@ -353,40 +325,11 @@ async def report_progress(run: Run, agent: AgentState, args: dict[str, Any]) -> 
 
 
 async def report_blocker(run: Run, agent: AgentState, args: dict[str, Any]) -> dict[str, Any]:
-    description = args["description"]
-    agent.blocker = description
-    run.journal.update_agent(run.run_id, agent.agent_id, blocker=description)
-    run.progress(agent, "BLOCKER", description)
-    future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-    agent.blocker_future = future
-    run.set_status(agent, "blocked", description[:200])
-    if agent.mitigation_count >= 1 or agent.escalated:
-        # it blocks again after its one mitigation: the human decides
-        agent.escalated = True
-        run.journal.update_agent(run.run_id, agent.agent_id, escalated=True)
-        run.notice(f"{agent.agent_id} blocked again after its mitigation; escalated to the human", level="warning")
-        reply = await run.escalate(
-            agent,
-            kind="blocker",
-            question=f"Agent {agent.agent_id} ({agent.title}) is blocked again after its one mitigation: {description}",
-            context=f"Task: {agent.task}\n\nMitigation: {agent.mitigated_by}",
-            options=BLOCKER_OPTIONS_WAITING,
-        )
-        await run.apply_blocker_answer(agent, reply)
-        if agent.status == "cancelled" or run.outcome is not None:
-            raise asyncio.CancelledError
-    resolution = await future
-    agent.blocker_future = None
-    run.progress(agent, "UPDATE", f"unblocked by {resolution.get('from', '?')}")
-    return resolution
+    return await run.ledger.block(agent, args["description"])
 
 
 async def complete(run: Run, agent: AgentState, args: dict[str, Any]) -> dict[str, Any]:
-    summary = args["summary"]
-    agent.summary = summary
-    agent.completed = True
-    run.journal.update_agent(run.run_id, agent.agent_id, summary=summary, result=summary)
-    run.progress(agent, "RESULT", summary)
+    run.ledger.record_result(agent, args["summary"])
     return {"ok": True}
 
 
@@ -404,7 +347,7 @@ ORCHESTRATION_TOOLS = {
             {
                 "task": prop(_S, "Everything the agent needs to know: goal, files, constraints, definition of done."),
                 "title": prop(_S, "A short title (a few words)."),
-                "role": prop(_S, "worker edits code; explorer reads and reports; fixer repairs a failure.", enum=list(ROLES)),
+                "role": prop(_S, "worker edits code; explorer reads and reports; fixer repairs a failure.", enum=[r.value for r in WORKER_ROLES]),
                 "depends_on": prop(_A, "Agent ids that must be done before this agent starts."),
                 "mitigates": prop(_S, "Agent id of the blocker this agent mitigates (one mitigation per blocker)."),
             },

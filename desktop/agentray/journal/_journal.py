@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from agentray.escalation import EscalationKind
 from agentray.journal._connection import (
     ENV_VAR,
     _Connection,
@@ -39,7 +41,7 @@ from agentray.journal._rows import (
 __all__ = ["ENV_VAR", "RUN_STATUSES", "Journal", "default_journal_path"]
 
 RUN_STATUSES = frozenset({"running", "succeeded", "failed", "cancelled", "interrupted"})
-ESCALATION_KINDS = frozenset({"question", "blocker", "build", "budget"})
+ESCALATION_KINDS = frozenset(kind.value for kind in EscalationKind)
 
 _RUN_FIELDS = frozenset(
     {"status", "summary", "outcome", "ended_at", "cost_usd", "tokens", "pid", "config"}
@@ -418,7 +420,7 @@ class Journal(_Connection):
         kind: str,
         question: str,
         context: str,
-        options: list[str],
+        options: list[dict[str, Any]],
         call_id: str | None,
     ) -> None:
         if kind not in ESCALATION_KINDS:
@@ -584,3 +586,24 @@ class Journal(_Connection):
             extra = {k: v for k, v in json.loads(data).items() if k not in ("type", "ts")}
             events.append({"type": type_, "ts": ts, **extra})
         return events
+
+    @_guarded
+    def list_events_of(self, run_id: str, types: Collection[str]) -> list[dict[str, Any]]:
+        """Every event of the run whose type is one of ``types`` (no limit), oldest first, each
+        ``{"type", "ts", **data}``: what the timeline rebuilds an agent's states from."""
+        wanted = sorted(set(types))
+        if not wanted:
+            return []
+        marks = ", ".join("?" * len(wanted))
+        rows = self._db.execute(
+            f"SELECT type, ts, data FROM events WHERE run_id = ? AND type IN ({marks}) ORDER BY id",
+            (run_id, *wanted),
+        ).fetchall()
+        return [
+            {
+                "type": type_,
+                "ts": ts,
+                **{k: v for k, v in json.loads(data).items() if k not in ("type", "ts")},
+            }
+            for type_, ts, data in rows
+        ]

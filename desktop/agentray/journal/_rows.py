@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
+from agentray.escalation import Escalation, EscalationKind, EscalationOption, options_from_json
+
 __all__ = [
     "AgentRow",
     "EscalationRow",
@@ -75,16 +77,22 @@ class EscalationRow:
     escalation_id: str
     run_id: str
     agent_id: str
-    kind: str
+    kind: EscalationKind
     question: str
     context: str
-    options: tuple[str, ...]
+    options: tuple[EscalationOption, ...]
     call_id: str | None
     created_at: float
     answered_at: float | None
     answer: str | None
     choice: str | None
     answered_by: str | None
+
+    def escalation(self) -> Escalation:
+        return Escalation(
+            self.escalation_id, self.run_id, self.agent_id, self.kind, self.question, self.context,
+            self.options, created_at=self.created_at,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -128,7 +136,11 @@ def agent_from_row(r: sqlite3.Row) -> AgentRow:
 
 
 def escalation_from_row(r: sqlite3.Row) -> EscalationRow:
-    return _build(EscalationRow, r, options=_json_tuple)
+    return _build(EscalationRow, r, options=lambda text: options_from_json(json.loads(text)), kind=_kind)
+
+
+def _kind(value: str) -> EscalationKind:
+    return EscalationKind(value)
 
 
 @dataclass(frozen=True)

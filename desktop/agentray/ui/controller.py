@@ -9,24 +9,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from agentray import events as ev
-from agentray.engine import PROGRESS_DIR, Engine, RunConfig, validate_config
-from agentray.errors import AgentrayError, BadInputError, NoApiKeyError
+from agentray.engine import PROGRESS_DIR, Engine, RunConfig, RunView, validate_config
+from agentray.errors import AgentrayError, BadInputError, JournalError, NoApiKeyError
+from agentray.escalation import Answer, Escalation, EscalationKind, EscalationOption
 from agentray.journal import Journal
 from agentray.sandbox import NO_SANDBOX_HINT, detect_sandbox
+from agentray.states import AgentStatus, RunStatus
 
 from .marks import RunMark, marks_from_config, marks_from_event
 from .settings import AppSettings
 
 __all__ = ["AppController", "DemoLike", "EscalationView", "RunSummary", "StartDeclined"]
+
+log = logging.getLogger(__name__)
+
+_WAITING = (AgentStatus.QUEUED, AgentStatus.WAITING, AgentStatus.BLOCKED)
+_ENDED_BADLY = (AgentStatus.FAILED, AgentStatus.CANCELLED)
 
 RUNS_INTERVAL_MS = 100  # runs_changed at most ~10 per second
 ESCALATIONS_INTERVAL_MS = 30
@@ -69,7 +77,7 @@ class RunSummary:
     run_id: str
     goal: str
     workspace: str
-    status: str  # running (live here) | succeeded | failed | cancelled | interrupted
+    status: RunStatus  # RUNNING: live here
     running: int
     waiting: int  # queued, waiting or blocked
     done: int
@@ -86,10 +94,10 @@ class EscalationView:
     escalation_id: str
     run_id: str
     agent_id: str
-    kind: str
+    kind: EscalationKind
     question: str
     context: str
-    options: tuple[str, ...]
+    options: tuple[EscalationOption, ...]
     progress_tail: str
     live: bool  # False: only in the journal; the run must be resumed before it can be answered
     created_at: float
@@ -285,12 +293,10 @@ class AppController(QObject):
     async def cancel_agent(self, run_id: str, agent_id: str) -> None:
         await self.engine().cancel_agent(run_id, agent_id)
 
-    def answer_escalation(self, escalation_id: str, answer: str, choice: str | None) -> bool:
+    def answer_escalation(self, escalation_id: str, answer: Answer) -> bool:
         if self._engine is None:
             return False
-        answered = self._engine.answer_escalation(
-            escalation_id, answer, choice, answered_by="human"
-        )
+        answered = self._engine.answer_escalation(escalation_id, answer)
         if answered and not self._escalations_timer.isActive():
             self._escalations_timer.start()
         return answered
@@ -310,8 +316,7 @@ class AppController(QObject):
         self,
         run_id: str,
         escalation_id: str,
-        answer: str,
-        choice: str | None,
+        answer: Answer,
         timeout_s: float = 60.0,
     ) -> bool:
         """Answer a journal-only escalation: resume its run, wait for the engine to raise the same
@@ -320,7 +325,7 @@ class AppController(QObject):
             await self.resume_run(run_id)
         if not await self.wait_for_escalation(escalation_id, timeout_s):
             return False
-        return self.answer_escalation(escalation_id, answer, choice)
+        return self.answer_escalation(escalation_id, answer)
 
     async def wait(self, run_id: str) -> str:
         """Wait for a live run to end; returns its status."""
@@ -339,61 +344,57 @@ class AppController(QObject):
 
     # ------------------------------------------------------------------ views
     def is_live(self, run_id: str) -> bool:
-        return self._engine is not None and any(
-            r.run_id == run_id for r in self._engine.active_runs()
-        )
+        if self._engine is None:
+            return False
+        view = self._engine.run_view(run_id)
+        return view is not None and view.live
 
     def active_runs(self) -> list[RunSummary]:
         """Live runs in this process, oldest first."""
         if self._engine is None:
             return []
-        summaries = [self._summarize(run) for run in self._engine.active_runs()]
+        summaries = [self._summarize(run) for run in self._engine.view().live_runs]
         return sorted(summaries, key=lambda s: s.started_at)
 
     def run_summary(self, run_id: str) -> RunSummary | None:
         """A live run, or else a run from the journal."""
-        if self._engine is not None and run_id in self._engine.runs:
-            return self._summarize(self._engine.runs[run_id])
+        view = self._engine.run_view(run_id) if self._engine is not None else None
+        if view is not None:
+            return self._summarize(view)
         row = self.journal.get_run(run_id)
         if row is None:
             return None
-        agents = self.journal.list_agents(run_id)
+        statuses = [AgentStatus(a.status) for a in self.journal.list_agents(run_id)]
         return RunSummary(
             run_id=row.run_id,
             goal=row.goal,
             workspace=row.workspace,
-            status=row.status,
-            running=sum(a.status == "running" for a in agents),
-            waiting=sum(a.status in ("queued", "waiting", "blocked") for a in agents),
-            done=sum(a.status == "done" for a in agents),
-            failed=sum(a.status in ("failed", "cancelled") for a in agents),
-            total=len(agents),
+            status=RunStatus(row.status),
+            running=statuses.count(AgentStatus.RUNNING),
+            waiting=sum(s in _WAITING for s in statuses),
+            done=statuses.count(AgentStatus.DONE),
+            failed=sum(s in _ENDED_BADLY for s in statuses),
+            total=len(statuses),
             cost_usd=row.cost_usd or 0.0,
             tokens=row.tokens or 0,
             started_at=row.started_at,
             marks=marks_from_config(row.config),
         )
 
-    def _summarize(self, run: Any) -> RunSummary:
-        agents = list(run.agents.values())
-        task = self._engine.tasks.get(run.run_id) if self._engine is not None else None
-        live = task is not None and not task.done()
-        status = "running" if live else (run.outcome.status if run.outcome else "interrupted")
-        started = self._started_at.get(run.run_id) or min(
-            (a.created_at for a in agents), default=time.time()
-        )
+    def _summarize(self, run: RunView) -> RunSummary:
+        started = self._started_at.get(run.run_id) or run.started_at or time.time()
         return RunSummary(
             run_id=run.run_id,
-            goal=run.config.goal,
-            workspace=run.config.workspace,
-            status=status,
-            running=sum(a.status == "running" for a in agents),
-            waiting=sum(a.status in ("queued", "waiting", "blocked") for a in agents),
-            done=sum(a.status == "done" for a in agents),
-            failed=sum(a.status in ("failed", "cancelled") for a in agents),
-            total=len(agents),
-            cost_usd=float(run.cost_usd),
-            tokens=int(run.tokens),
+            goal=run.goal,
+            workspace=run.workspace,
+            status=run.status,
+            running=run.count(AgentStatus.RUNNING),
+            waiting=run.count(*_WAITING),
+            done=run.count(AgentStatus.DONE),
+            failed=run.count(*_ENDED_BADLY),
+            total=len(run.agents),
+            cost_usd=run.cost_usd,
+            tokens=run.tokens,
             started_at=started,
             # from its RunStarted: the controller listens from the engine's first moment
             marks=self._marks.get(run.run_id, ()),
@@ -405,21 +406,21 @@ class AppController(QObject):
         seen: set[str] = set()
         live_runs: set[str] = set()
         if self._engine is not None:
-            live_runs = {r.run_id for r in self._engine.active_runs()}
-            for esc in self._engine.pending_escalations():
-                if esc.run_id not in live_runs:  # a stopped run leaves its question unresolved
+            engine_view = self._engine.view()
+            live_runs = {r.run_id for r in engine_view.live_runs}
+            for esc in engine_view.escalations:
+                run = engine_view.run(esc.run_id)
+                if run is None or not run.live:  # a stopped run leaves its question unresolved
                     continue
-                run = self._engine.runs.get(esc.run_id)
-                agent = run.agents.get(esc.agent_id) if run is not None else None
-                tail = _tail(agent.progress.path) if agent is not None else ""
-                row = self.journal.get_escalation(esc.escalation_id)
-                created = row.created_at if row is not None else time.time()
-                views.append(_view(esc, tail, live=True, created_at=created))
+                agent = run.agent(esc.agent_id)
+                tail = _tail(Path(run.workspace) / agent.progress_file) if agent is not None else ""
+                views.append(_view(esc, tail, live=True))
                 seen.add(esc.escalation_id)
         views.sort(key=lambda v: v.created_at)
         try:
             rows = self.journal.pending_escalations()
-        except Exception:  # a broken journal must not take the tray down
+        except JournalError as error:  # a broken journal must not take the tray down
+            log.warning("cannot read pending escalations from the journal: %s", error)
             rows = []
         workspaces: dict[str, str | None] = {}
         for row in sorted(rows, key=lambda r: r.created_at):
@@ -429,18 +430,17 @@ class AppController(QObject):
                 # Only runs that ended without the user deciding so (the app quit or crashed):
                 # a run the user stopped, or one that failed, does not keep asking.
                 run_row = self.journal.get_run(row.run_id)
-                keep = run_row is not None and run_row.status in ("interrupted", "running")
+                keep = run_row is not None and run_row.status in (RunStatus.INTERRUPTED, RunStatus.RUNNING)
                 workspaces[row.run_id] = run_row.workspace if keep and run_row is not None else None
             workspace = workspaces[row.run_id]
             if workspace is None:
                 continue
             tail = _tail(Path(workspace) / PROGRESS_DIR / f"{row.agent_id}.md")
-            views.append(_view(row, tail, live=False, created_at=row.created_at))
+            views.append(_view(row.escalation(), tail, live=False))
         return views
 
 
-def _view(source: Any, tail: str, *, live: bool, created_at: float) -> EscalationView:
-    """An EscalationView from the engine's live Escalation or the journal's EscalationRow."""
+def _view(source: Escalation, tail: str, *, live: bool) -> EscalationView:
     return EscalationView(
         escalation_id=source.escalation_id,
         run_id=source.run_id,
@@ -448,8 +448,8 @@ def _view(source: Any, tail: str, *, live: bool, created_at: float) -> Escalatio
         kind=source.kind,
         question=source.question,
         context=source.context,
-        options=tuple(source.options),
+        options=source.options,
         progress_tail=tail,
         live=live,
-        created_at=created_at,
+        created_at=source.created_at,
     )

@@ -1,18 +1,23 @@
 """The escalation window: every pending question in one non-modal window ("2 of 3"), answered
 at once through the controller so the agent resumes. Journal-only escalations (from before a
-restart) offer "Resume run to answer"."""
+restart) offer "Resume run to answer".
+
+The escalation's options are the buttons (an approval's are Approve and Deny); each answer names
+its option by id. A model's question also takes a free reply. Enter answers with the focused
+option, Esc closes without answering, "Abort run" asks first.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import re
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
-    QButtonGroup,
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QTextBrowser,
@@ -21,33 +26,21 @@ from PySide6.QtWidgets import (
 )
 
 from agentray.errors import AgentrayError
+from agentray.escalation import Answer, EscalationKind, EscalationOption
 
 from .controller import AppController, EscalationView
 from .icons import app_icon
 
-__all__ = ["EscalationWindow", "affirmative_option", "negative_option"]
+__all__ = ["EscalationWindow"]
 
-_YES = re.compile(
-    r"\b(yes|approve|approved|ok|okay|accept|allow|go|proceed|continue|confirm|agree)\b", re.I
-)
-_NO = re.compile(
-    r"\b(no|deny|denied|reject|refuse|cancel|stop|abort|skip|don't|do not|decline)\b", re.I
-)
-
-
-def affirmative_option(options: tuple[str, ...]) -> str | None:
-    """The first option that looks like a yes, else the first option (None without options)."""
-    return next((o for o in options if _YES.search(o)), options[0] if options else None)
-
-
-def negative_option(options: tuple[str, ...]) -> str | None:
-    return next((o for o in options if _NO.search(o)), None)
+# the model's own questions take a free reply; the engine's need one of their options
+_FREE_REPLY_KINDS = (EscalationKind.QUESTION, EscalationKind.APPROVAL)
 
 
 class EscalationWindow(QWidget):
     """Pending escalations, one at a time with a counter and next/previous."""
 
-    answered = Signal(str, str, object)  # escalation id, answer, choice
+    answered = Signal(str, object)  # escalation id, Answer
     open_run = Signal(str)
 
     def __init__(self, controller: AppController, parent: QWidget | None = None) -> None:
@@ -55,10 +48,9 @@ class EscalationWindow(QWidget):
         self.controller = controller
         self.views: list[EscalationView] = []
         self.index = 0
-        self.selected_option: str | None = None
         self._busy: set[str] = set()  # journal escalations being resumed
         self._tasks: set[asyncio.Future[None]] = set()
-        self.setWindowTitle("Agentray — an agent needs you")
+        self.setWindowTitle("An agent needs you — Agentray")
         self.setWindowIcon(app_icon())
         self.resize(620, 640)
 
@@ -89,27 +81,20 @@ class EscalationWindow(QWidget):
         self.notice.setWordWrap(True)
 
         self.options_row = QHBoxLayout()
-        self.option_group = QButtonGroup(self)
-        self.option_group.setExclusive(False)
         self.option_buttons: list[QPushButton] = []
 
         self.reply = QLineEdit()
-        self.reply.setPlaceholderText("Reply to the agent (optional)…")
         self.reply.returnPressed.connect(self.on_reply)
 
-        self.approve_button = QPushButton("Approve")
-        self.deny_button = QPushButton("Deny")
-        self.reply_button = QPushButton("Reply")
-        self.abort_button = QPushButton("Abort run")
+        self.reply_button = QPushButton("Send reply")
+        self.abort_button = QPushButton("Abort run…")
         self.resume_button = QPushButton("Resume run to answer")
-        self.approve_button.clicked.connect(self.on_approve)
-        self.deny_button.clicked.connect(self.on_deny)
         self.reply_button.clicked.connect(self.on_reply)
         self.abort_button.clicked.connect(self.on_abort)
         self.resume_button.clicked.connect(self.on_resume)
+        self.abort_confirmation: QMessageBox | None = None
         actions = QHBoxLayout()
-        for button in (self.approve_button, self.deny_button, self.reply_button):
-            actions.addWidget(button)
+        actions.addWidget(self.reply_button)
         actions.addStretch(1)
         actions.addWidget(self.resume_button)
         actions.addWidget(self.abort_button)
@@ -183,13 +168,8 @@ class EscalationWindow(QWidget):
             self.context.setMarkdown("")
             self.progress.setPlainText("")
             self._set_options(())
-            for button in (
-                self.approve_button,
-                self.deny_button,
-                self.reply_button,
-                self.abort_button,
-            ):
-                button.setEnabled(False)
+            self.reply_button.setEnabled(False)
+            self.abort_button.setEnabled(False)
             self.resume_button.setVisible(False)
             return
         self.where.setText(f"Run {view.run_id} · agent {view.agent_id} · {view.kind}")
@@ -202,9 +182,15 @@ class EscalationWindow(QWidget):
             bar.setValue(bar.maximum())
             self.reply.clear()
             self._set_options(view.options)
+            free = view.kind in _FREE_REPLY_KINDS
+            self.reply_button.setVisible(free)
+            self.reply.setPlaceholderText(
+                "Reply to the agent in your own words…" if free else "A note for the agent, sent with the option you pick…"
+            )
+            if self.option_buttons:
+                self.option_buttons[0].setFocus()
         busy = view.escalation_id in self._busy
-        for button in (self.approve_button, self.deny_button, self.reply_button):
-            button.setEnabled(not busy)
+        self.reply_button.setEnabled(not busy)
         for button in self.option_buttons:
             button.setEnabled(not busy)
         self.abort_button.setEnabled(view.live)
@@ -219,61 +205,82 @@ class EscalationWindow(QWidget):
                 "This run is not running (the app was restarted). Answering resumes it first."
             )
 
-    def _set_options(self, options: tuple[str, ...]) -> None:
+    def _set_options(self, options: tuple[EscalationOption, ...]) -> None:
         for button in self.option_buttons:
-            self.option_group.removeButton(button)
             self.options_row.removeWidget(button)
             button.deleteLater()
         self.option_buttons = []
-        self.selected_option = None
         for option in options:
-            button = QPushButton(option)
-            button.setToolTip(f"Answer: {option}")
+            button = QPushButton(option.label)
+            button.setObjectName(f"option-{option.option_id}")
+            button.setToolTip(f"Answer: {option.label} (Enter answers with the focused option)")
+            button.setAutoDefault(True)  # Enter presses the focused option
             button.clicked.connect(lambda _=False, o=option: self.on_option(o))
-            self.option_group.addButton(button)
             self.options_row.addWidget(button)
             self.option_buttons.append(button)
 
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() == Qt.Key.Key_Escape:
+            self.hide()  # closes without answering: the question stays pending
+            return
+        super().keyPressEvent(event)
+
     # ------------------------------------------------------------------ answers
-    def on_option(self, option: str) -> None:
-        typed = self.reply.text().strip()
-        self.submit(option if not typed else f"{option}: {typed}", option)
-
-    def on_approve(self) -> None:
-        view = self.current()
-        if view is not None:
-            self.submit("Approved", affirmative_option(view.options))
-
-    def on_deny(self) -> None:
-        view = self.current()
-        if view is not None:
-            self.submit("Denied", negative_option(view.options))
+    def on_option(self, option: EscalationOption) -> None:
+        self.submit(Answer(option.option_id, self.reply.text().strip()))
 
     def on_reply(self) -> None:
+        view = self.current()
+        if view is None:
+            return
         typed = self.reply.text().strip()
+        if view.kind not in _FREE_REPLY_KINDS:
+            self.notice.setText("Pick one of the options; your note goes with it.")
+            return
         if not typed:
             self.notice.setText("Type a reply first.")
             return
-        self.submit(typed, self.selected_option)
+        self.submit(Answer(None, typed))
 
     def on_abort(self) -> None:
+        """Ask first (window-modal, never exec()): aborting stops every agent of the run."""
         view = self.current()
-        if view is not None:
-            self.controller.stop_run(view.run_id)
-            self.notice.setText(f"Stopping run {view.run_id}…")
+        if view is None:
+            return
+        box = QMessageBox(
+            QMessageBox.Icon.Warning,
+            "Abort run?",
+            f"Stop run {view.run_id} and all its agents? The question stays unanswered; "
+            "the run can be resumed later.",
+            QMessageBox.StandardButton.Cancel,
+            self,
+        )
+        abort = box.addButton("Abort run", QMessageBox.ButtonRole.DestructiveRole)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        run_id = view.run_id
+
+        def decided() -> None:
+            self.abort_confirmation = None
+            if box.clickedButton() is abort:
+                self.controller.stop_run(run_id)
+                self.notice.setText(f"Stopping run {run_id}…")
+
+        box.finished.connect(decided)
+        self.abort_confirmation = box
+        box.open()
 
     def on_resume(self) -> None:
         view = self.current()
         if view is not None:
-            self.submit("", None, resume_only=True)
+            self.submit(None, resume_only=True)
 
-    def submit(self, answer: str, choice: str | None, *, resume_only: bool = False) -> None:
+    def submit(self, answer: Answer | None, *, resume_only: bool = False) -> None:
         view = self.current()
         if view is None:
             return
-        if view.live:
-            if self.controller.answer_escalation(view.escalation_id, answer, choice):
-                self.answered.emit(view.escalation_id, answer, choice)
+        if view.live and answer is not None:
+            if self.controller.answer_escalation(view.escalation_id, answer):
+                self.answered.emit(view.escalation_id, answer)
                 self._after_answer()
             else:
                 self.notice.setText("That question was already answered or its run ended.")
@@ -283,22 +290,20 @@ class EscalationWindow(QWidget):
         # (with nothing chosen yet, the user answers in this window once it is live).
         self._busy.add(view.escalation_id)
         self._render(changed=False)
-        task = asyncio.ensure_future(self._resume(view, None if resume_only else (answer, choice)))
+        task = asyncio.ensure_future(self._resume(view, None if resume_only else answer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _resume(self, view: EscalationView, reply: tuple[str, str | None] | None) -> None:
+    async def _resume(self, view: EscalationView, reply: Answer | None) -> None:
         try:
             if reply is None:
                 if not self.controller.is_live(view.run_id):
                     await self.controller.resume_run(view.run_id)
                 await self.controller.wait_for_escalation(view.escalation_id)
             else:
-                ok = await self.controller.resume_and_answer(
-                    view.run_id, view.escalation_id, *reply
-                )
+                ok = await self.controller.resume_and_answer(view.run_id, view.escalation_id, reply)
                 if ok:
-                    self.answered.emit(view.escalation_id, reply[0], reply[1])
+                    self.answered.emit(view.escalation_id, reply)
                 else:
                     self.notice.setText(
                         "The run resumed but did not ask this again; see the dashboard."

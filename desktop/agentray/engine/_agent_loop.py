@@ -15,7 +15,7 @@ from agentray.errors import JournalError, ModelError
 from agentray.model._types import ModelRequest
 from agentray.states import ACTIVE, AgentStatus, RunStatus
 
-from ._context import compact_transcript, needs_compaction, repair_interrupted_turn
+from ._context import compact_transcript, needs_compaction, repair_interrupted_turn, system_prompt
 from ._recovery import AgentEnded
 from ._run import PROGRESS_FAILURE, Run
 from ._state import AgentState
@@ -157,7 +157,7 @@ async def _loop(run: Run, agent: AgentState, *, resumed: bool) -> None:
             return
     tools = tools_for(run, agent)
     schemas = [tool.schema() for tool in tools.values()]
-    system = run.prompts["orchestrator" if agent.is_orchestrator else "worker"]
+    system = await system_prompt(run, agent)  # the role's prompt and the project's AGENTS.md
     idle_turns = 0
     last_prompt_tokens = 0
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["DEFAULT_MODEL", "RunConfig"]
@@ -32,7 +32,6 @@ class RunConfig:
     tool_output_limit: int = 30_000  # characters of one tool result the model sees
     sandbox: bool = True  # commands run in the OS sandbox; False only when the person chose so
     allow_network: bool = False  # sandboxed commands may reach the network
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def effective_worker_model(self) -> str:

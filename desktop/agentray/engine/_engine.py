@@ -270,6 +270,8 @@ class Engine:
         for agent_row in self.journal.list_agents(row.run_id):
             agent = _restore_agent(run, agent_row)
             run.agents[agent.agent_id] = agent
+            if agent.is_orchestrator:
+                run.slots.exempt.add(agent.agent_id)
             resumable = (
                 agent.status in ACTIVE
                 or (agent.status == AgentStatus.CANCELLED and agent.status_reason in RESUMABLE_REASONS)

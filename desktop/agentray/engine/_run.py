@@ -95,7 +95,7 @@ class Run:
         self.prompts = prompts
         self.context_window = context_window
         self.agents: dict[str, AgentState] = {}
-        self.slots = Slots(config.max_concurrent)
+        self.slots = Slots(config.max_concurrent, priority=self.dependents_chain)
         self.changes = ChangeNotifier()
         self.processes: ProcessRegistry = JournaledProcesses(journal, run_id)
         self.ledger = RecoveryLedger(self)
@@ -266,6 +266,8 @@ class Run:
             mitigates=mitigates,
         )
         self.agents[agent_id] = agent
+        if agent.is_orchestrator:
+            self.slots.exempt.add(agent_id)
         self.journal.create_agent(
             self.run_id,
             agent_id,
@@ -303,6 +305,24 @@ class Run:
         agent.runtime.task_handle = self._tg.create_task(
             self.runner.run(self, agent, resumed=resumed), name=f"agent-{agent.agent_id}"
         )
+
+    def dependents_chain(self, agent_id: str) -> int:
+        """How many agents wait in a row behind this one (the longest ``depends_on`` chain that
+        starts here): the scheduler serves the longest first."""
+        memo: dict[str, int] = {}
+
+        def chain(current: str, path: frozenset[str]) -> int:
+            if current in memo:
+                return memo[current]
+            after = [
+                a.agent_id
+                for a in self.agents.values()
+                if current in a.depends_on and a.agent_id not in path and a.status in ACTIVE
+            ]
+            memo[current] = max((1 + chain(a, path | {a}) for a in after), default=0)
+            return memo[current]
+
+        return chain(agent_id, frozenset({agent_id}))
 
     def descendants(self, agent_id: str) -> list[AgentState]:
         found: list[AgentState] = []

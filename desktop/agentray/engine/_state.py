@@ -161,21 +161,73 @@ class AgentState:
 
 
 class Slots:
-    """``max_concurrent`` agents talking to the model at once; waiting agents hold none."""
+    """``max_concurrent`` workers talking to the model (or running their turn's tools) at once.
 
-    def __init__(self, size: int) -> None:
+    Waiting agents hold none, and the orchestrator needs none: its turns are short and it is
+    what hands out the work, so it never queues behind the workers it coordinates. A freed slot
+    goes to the waiter with the longest chain of agents depending on it (critical path first),
+    then to the one that asked first.
+    """
+
+    def __init__(self, size: int, priority: Callable[[str], int] | None = None) -> None:
         self.size = size
-        self._semaphore = asyncio.Semaphore(size)
         self.holders: set[str] = set()
+        self._priority = priority or (lambda _agent_id: 0)
+        self._waiters: list[tuple[int, str, asyncio.Future[None]]] = []  # (arrival, agent, granted)
+        self._arrivals = 0
+        self.exempt: set[str] = set()  # agents that never take a slot (the orchestrator)
+        self.started: set[str] = set()  # agents that had a slot before
+        self._hand_over_pending = False
 
     async def acquire(self, agent_id: str) -> None:
-        await self._semaphore.acquire()
-        self.holders.add(agent_id)
+        if agent_id in self.exempt or agent_id in self.holders:
+            return
+        loop = asyncio.get_running_loop()
+        granted: asyncio.Future[None] = loop.create_future()
+        self._arrivals += 1
+        entry = (self._arrivals, agent_id, granted)
+        self._waiters.append(entry)
+        # Hand out on the next tick, not at once: agents that become ready in the same moment
+        # (a batch of spawns, a dependency done) compete by priority, not by who asked first.
+        if not self._hand_over_pending:
+            self._hand_over_pending = True
+            loop.call_soon(self._hand_over)
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if entry in self._waiters:
+                self._waiters.remove(entry)
+            elif granted.done() and not granted.cancelled():
+                self.release(agent_id)  # handed over in the same moment it was cancelled
+            raise
 
     def release(self, agent_id: str) -> None:
-        if agent_id in self.holders:
-            self.holders.discard(agent_id)
-            self._semaphore.release()
+        if agent_id not in self.holders:
+            return
+        self.holders.discard(agent_id)
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        self._hand_over_pending = False
+        while self._waiters and len(self.holders) < self.size:
+            best = max(self._waiters, key=self._rank)
+            self._waiters.remove(best)
+            _, agent_id, granted = best
+            if granted.done():  # cancelled while waiting
+                continue
+            self.holders.add(agent_id)
+            self.started.add(agent_id)
+            granted.set_result(None)
+
+    def _rank(self, waiter: tuple[int, str, asyncio.Future[None]]) -> tuple[int, bool, int]:
+        arrival, agent_id, _ = waiter
+        # longest chain first; then an agent already under way (finish what is started); then
+        # the one that asked first
+        return (self._priority(agent_id), agent_id in self.started, -arrival)
+
+    @property
+    def waiting(self) -> list[str]:
+        return [agent_id for _, agent_id, granted in self._waiters if not granted.done()]
 
 
 class ChangeNotifier:

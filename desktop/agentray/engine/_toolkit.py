@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from agentray.errors import ToolError
@@ -26,7 +26,6 @@ class Tool:
     required: tuple[str, ...] = ()
     # a waiting tool releases the agent's concurrency slot while it waits
     waits: bool = False
-    schema_extra: dict[str, Any] = field(default_factory=dict)
 
     def schema(self) -> dict[str, Any]:
         return {

@@ -80,7 +80,7 @@ class Journal(_Connection):
         )  # fmt: skip
 
     @_guarded
-    def update_run(self, run_id: str, **fields: Any) -> None:
+    def update_run(self, run_id: str, /, **fields: Any) -> None:
         unknown = set(fields) - _RUN_FIELDS
         if unknown:
             raise ValueError(f"update_run: unknown fields {sorted(unknown)}")
@@ -246,7 +246,7 @@ class Journal(_Connection):
         )  # fmt: skip
 
     @_guarded
-    def update_agent(self, run_id: str, agent_id: str, **fields: Any) -> None:
+    def update_agent(self, run_id: str, agent_id: str, /, **fields: Any) -> None:
         unknown = set(fields) - _AGENT_FIELDS
         if unknown:
             raise ValueError(f"update_agent: unknown fields {sorted(unknown)}")

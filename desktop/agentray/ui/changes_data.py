@@ -8,7 +8,7 @@ object belongs to the thread that opened it; the widgets never touch a live engi
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +29,8 @@ __all__ = [
     "restored_text",
     "run_undo",
 ]
+
+log = logging.getLogger(__name__)
 
 MAX_LISTED = 12  # files named in a result line; the rest are counted
 MAX_COMMAND = 90  # characters of a command shown beside the change it made
@@ -133,11 +135,14 @@ def _now(
             continue
         before, after = spans[change.path]
         current = _on_disk(checkpoints.workspace / change.path)
-        with contextlib.suppress(Exception):  # git gone meanwhile: say nothing rather than fail
+        try:
             if current == checkpoints.repo.blob(after, change.path):
                 continue
             undone = current == checkpoints.repo.blob(before, change.path)
-            now[change.path] = NOW_UNDONE if undone else NOW_CHANGED
+        except Exception as error:  # the shadow repository failed meanwhile: no mark rather than no view
+            log.warning("cannot compare %s with its snapshots: %s", change.path, error)
+            continue
+        now[change.path] = NOW_UNDONE if undone else NOW_CHANGED
     return now
 
 

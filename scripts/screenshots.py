@@ -1,6 +1,6 @@
-"""README screenshots: the tray menu, the escalation pop-up, the dashboard and its Changes tab,
-taken from the real windows while the offline demo runs through the real engine and the simulator
-(the Changes tab once the run has finished).
+"""README screenshots: the tray menu, the escalation pop-up, the dashboard and its Changes and
+Timeline tabs, taken from the real windows while the offline demo runs through the real engine and
+the simulator (the Changes and Timeline tabs once the run has finished).
 
     xvfb-run -a python scripts/screenshots.py [--out docs/screenshots] [--only changes ...]
 
@@ -161,11 +161,25 @@ async def take(out: Path) -> None:
             split.setSizes([170, 600])
         changes.select_file("textkit/headline.py")
         await _until(
-            lambda: changes.file_diff is not None and changes.file_diff.path == "textkit/headline.py",
+            lambda: (
+                changes.file_diff is not None and changes.file_diff.path == "textkit/headline.py"
+            ),
             what="the diff",
         )
         await _settle(app, 0.6)
         _save(dashboard.grab(), out / "changes.png")
+
+        # Timeline: the finished run, each agent's states over time, one row each.
+        dashboard.tabs.setCurrentWidget(dashboard.timeline_scroll)
+        if isinstance(split, QSplitter):
+            split.setSizes([230, 540])
+        timeline = dashboard.timeline
+        await _until(
+            lambda: (t := timeline.timeline()) is not None and not t.live and len(t.agents) >= 4,
+            what="the timeline",
+        )
+        await _settle(app, 0.6)
+        _save(dashboard.grab(), out / "timeline.png")
         dashboard.hide()
     finally:
         print("stopping the demo run", flush=True)
@@ -177,8 +191,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     parser.add_argument(
-        "--only", nargs="+", default=[], metavar="NAME",
-        help="write only these (dashboard escalation tray-menu changes)",
+        "--only",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="write only these (dashboard escalation tray-menu changes timeline)",
     )
     args = parser.parse_args()
     ONLY.update(args.only)

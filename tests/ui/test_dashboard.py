@@ -10,12 +10,20 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
-from PySide6.QtWidgets import QTreeWidgetItem
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QStyle, QTreeWidgetItem
 
 from agentray import events as ev
 from agentray.demo import DemoSession
 from agentray.ui.controller import AppController
-from agentray.ui.dashboard import EVENTS_KEPT, REFRESH_INTERVAL_MS, DashboardWindow
+from agentray.ui.dashboard import (
+    COL_AGENTS,
+    COL_GOAL,
+    COL_RUN,
+    EVENTS_KEPT,
+    REFRESH_INTERVAL_MS,
+    DashboardWindow,
+)
 
 if TYPE_CHECKING:
     from conftest import QLoop
@@ -116,11 +124,16 @@ def test_refreshes_are_coalesced(qtbot, controller: AppController, qloop: QLoop)
                     )
                 )
             await asyncio.sleep(0.01)  # let the loop breathe, as real event bursts do
-        elapsed = time.monotonic() - start
-        await asyncio.sleep(REFRESH_INTERVAL_MS / 1000 * 3)  # the last coalesced refresh
-        return elapsed
+        return time.monotonic() - start
 
     elapsed = qloop.run(flood())
+    # the last coalesced refresh: the newest event is on screen
+    qloop.wait_until(
+        lambda: (
+            dash.events.count() > 0
+            and dash.events.item(dash.events.count() - 1).text().endswith(f"step {total - 1}")
+        )
+    )
     refreshes = dash.refresh_count - before
     # At most one refresh per interval (plus slack for timer jitter), never one per event.
     bound = (elapsed + 0.3) / (REFRESH_INTERVAL_MS / 1000) + 3
@@ -142,7 +155,54 @@ def test_events_of_other_runs_do_not_touch_the_selected_run(
     dash.show_run("run-a")
     for n in range(50):
         controller.event.emit(ev.Notice(run_id="run-b", level="info", message=f"b{n}"))
-    qloop.run(asyncio.sleep(0.3))
-    assert dash.events.count() == 0
+    # an event of run-a after them: once it is on screen, the refresh has seen run-b's too
+    controller.event.emit(ev.Notice(run_id="run-a", level="info", message="a0"))
+    qloop.wait_until(lambda: dash.events.count() > 0)
+    assert dash.events.count() == 1 and dash.events.item(0).text().endswith("a0")
     dash.show_run("run-b")  # switching shows what arrived for run-b meanwhile
     assert dash.events.count() == 50
+
+
+def test_past_runs_show_their_goal_and_agents_at_the_default_size(
+    qtbot, offline_controller: AppController
+) -> None:  # type: ignore[no-untyped-def]
+    journal = offline_controller.journal
+    goal = "Make the parser handle nested quotes, then fix the three failing tests\nand more"
+    journal.create_run("r0521-ab12", goal=goal, workspace="/tmp", config={}, pid=1)
+    for n in range(1, 5):
+        journal.create_agent(
+            "r0521-ab12", f"a00{n}", parent_id=None if n == 1 else "a001", role="worker",
+            title=f"job {n}", task="t", depth=1, depends_on=[], mitigates=None, status="done",
+            model="m",
+        )  # fmt: skip
+    journal.update_run("r0521-ab12", status="succeeded", ended_at=time.time())
+    journal.create_run("r0521-cd34", goal="One agent", workspace="/tmp", config={}, pid=1)
+    journal.create_agent(
+        "r0521-cd34", "a001", parent_id=None, role="orchestrator", title="o", task="t", depth=0,
+        depends_on=[], mitigates=None, status="failed", model="m",
+    )  # fmt: skip
+    journal.update_run("r0521-cd34", status="failed", ended_at=time.time())
+
+    dash = DashboardWindow(offline_controller)
+    qtbot.addWidget(dash)
+    dash.show()
+    assert dash.windowTitle() == "Dashboard — Agentray"  # Qt adds no second "Agentray"
+    qtbot.waitUntil(lambda: dash.runs.topLevelItemCount() == 2)
+    items = {
+        str(
+            dash.runs.topLevelItem(i).data(COL_RUN, Qt.ItemDataRole.UserRole)
+        ): dash.runs.topLevelItem(i)
+        for i in range(2)
+    }
+    assert items["r0521-ab12"].text(COL_AGENTS) == "4 agents"
+    assert items["r0521-cd34"].text(COL_AGENTS) == "1 agent"
+    item = items["r0521-ab12"]
+    assert item.toolTip(COL_GOAL) == goal
+    # what the view draws in the Goal column at the default window size: a readable start of it
+    width = dash.runs.header().sectionSize(COL_GOAL)
+    margin = dash.runs.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin) + 1
+    shown = dash.runs.fontMetrics().elidedText(
+        item.text(COL_GOAL), Qt.TextElideMode.ElideRight, width - 2 * margin
+    )
+    assert shown.startswith("Make the parser handle nested"), shown
+    assert item.text(COL_GOAL) == goal.splitlines()[0]

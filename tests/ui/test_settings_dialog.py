@@ -8,7 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import keyring
 import pytest
+from keyring.backend import KeyringBackend
+from keyring.errors import InitError, PasswordDeleteError
 from PySide6.QtWidgets import QAbstractButton, QGroupBox, QLabel, QLineEdit, QWidget
 
 from agentray.simulator import Simulator
@@ -140,3 +143,70 @@ def test_save_writes_preferences_and_autostart(
     again.start_at_login.setChecked(False)
     again.save()
     assert not entry.exists() and settings.start_at_login is False
+
+
+class _FreshKeyring(KeyringBackend):
+    """A Secret Service whose default collection does not exist yet and cannot be created here
+    (no prompt can be shown): keyring raises exactly this. Once "unlocked", it stores."""
+
+    priority = 5  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unlocked = False
+        self.stored: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.stored.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        if not self.unlocked:
+            # keyring's SecretService backend: f"Failed to create the collection: {e}." where e is
+            # secretstorage's PromptDismissedException("Prompt dismissed.")
+            raise InitError("Failed to create the collection: Prompt dismissed..")
+        self.stored[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        raise PasswordDeleteError("no such key")
+
+
+def test_store_on_a_fresh_keyring_says_why_in_one_sentence_and_keeps_the_typed_key(
+    qtbot, plain_controller: AppController
+) -> None:  # type: ignore[no-untyped-def]
+    backend = _FreshKeyring()
+    keyring.set_keyring(backend)  # the autouse fixture puts the previous one back
+    dialog = SettingsDialog(plain_controller)
+    qtbot.addWidget(dialog)
+    assert dialog.keyring_warning.isHidden() and dialog.store_button.isEnabled()
+    changed: list[bool] = []
+    plain_controller.key_changed.connect(lambda: changed.append(True))
+
+    dialog.key_edit.setText(SECRET)
+    dialog.store_button.click()
+    message = dialog.key_message.text()
+    assert message == (
+        "The OS keyring refused the key (Failed to create the collection: Prompt dismissed.); "
+        "set ANTHROPIC_API_KEY instead."
+    )
+    assert ".." not in message and SECRET not in message
+    assert dialog.key_edit.text() == SECRET  # kept, to try again
+    assert backend.stored == {} and changed == []
+
+    dialog.key_edit.setText("")
+    dialog.store_button.click()
+    assert dialog.key_message.text() == "The key is empty."
+
+    backend.unlocked = True  # e.g. the person created the keyring meanwhile
+    dialog.key_edit.setText(SECRET)
+    dialog.store_button.click()
+    assert dialog.key_message.text() == "Key stored in the keyring."
+    assert dialog.key_edit.text() == ""  # stored: not kept in the widget
+    assert backend.stored == {("agentray", "anthropic_api_key"): SECRET} and changed == [True]
+    assert "keyring" in dialog.key_status_label.text() and SECRET not in _all_text(dialog)
+
+
+def test_the_title_names_the_app_once(qtbot, plain_controller: AppController) -> None:  # type: ignore[no-untyped-def]
+    dialog = SettingsDialog(plain_controller)
+    qtbot.addWidget(dialog)
+    # ending with the app's name, Qt does not append it once more
+    assert dialog.windowTitle() == "Settings — Agentray"

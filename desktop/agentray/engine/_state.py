@@ -49,6 +49,8 @@ class AgentRecord:
     turns: int
     input_tokens: int
     output_tokens: int
+    cache_creation_tokens: int
+    cache_read_tokens: int
     cost_usd: float
     created_at: float
     started_at: float | None
@@ -56,6 +58,14 @@ class AgentRecord:
     mitigated_by: str | None
     mitigation_count: int
     escalated: bool
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens + self.cache_creation_tokens + self.cache_read_tokens
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -137,6 +147,8 @@ class AgentState:
             turns=self.turns,
             input_tokens=self.usage.input_tokens,
             output_tokens=self.usage.output_tokens,
+            cache_creation_tokens=self.usage.cache_creation_input_tokens,
+            cache_read_tokens=self.usage.cache_read_input_tokens,
             cost_usd=self.cost_usd,
             created_at=self.created_at,
             started_at=self.started_at,

@@ -1,5 +1,5 @@
 """The dashboard: runs, the selected run's agent tree, an agent's progress file and transcript,
-the run's events, machine load and the system guard.
+the run's events and timeline, machine load and the system guard.
 
 Engine events only mark parts dirty; a single-shot QTimer refreshes at most every
 ``REFRESH_INTERVAL_MS``, so sixty busy agents cost ~10 refreshes a second, not one per event.
@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QPlainTextEdit,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QTabWidget,
     QTextBrowser,
@@ -36,6 +37,9 @@ from PySide6.QtWidgets import (
 
 from agentray import events as ev
 from agentray.checkpoints import CHANGING_TOOLS
+from agentray.engine import RunView
+from agentray.states import Role
+from agentray.timeline import TimelineBuilder, load_timeline
 
 from .changes_view import ChangesView
 from .controller import StartDeclined
@@ -43,6 +47,7 @@ from .dashboard_views import (
     AgentInfo,
     agents_from_journal,
     agents_from_run,
+    format_agents,
     format_cost,
     format_elapsed,
     format_event,
@@ -53,6 +58,8 @@ from .dashboard_views import (
     tree_order,
 )
 from .marks import RunMark, marks_from_config, marks_text, marks_tooltip
+from .timeline_view import TimelineView
+from .wording import window_title
 
 if TYPE_CHECKING:
     from .controller import AppController
@@ -67,6 +74,7 @@ _MARK_COLORS = {RunMark.NO_SANDBOX: "#c0392b", RunMark.NETWORK: "#b9770e"}
 # The runs list's columns; its items keep the run id, status and marks as data, not as text.
 RUN_COLUMNS = ("Run", "Status", "Sandbox", "Agents", "Cost", "Goal")
 COL_RUN, COL_STATUS, COL_MARKS, COL_AGENTS, COL_COST, COL_GOAL = range(len(RUN_COLUMNS))
+GOAL_MIN_CHARS = 28  # the Goal column shows at least this much of a goal at the default size
 
 
 @dataclass(frozen=True)
@@ -95,7 +103,7 @@ class DashboardWindow(QMainWindow):
     def __init__(self, controller: AppController, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.controller = controller
-        self.setWindowTitle("Agentray")
+        self.setWindowTitle(window_title("Dashboard"))
         self.setObjectName("dashboard")
         self.resize(1180, 760)
         self.refresh_count = 0  # how many coalesced refreshes ran (the tests bound it)
@@ -109,6 +117,7 @@ class DashboardWindow(QMainWindow):
         self._dirty_changes = False
         self._progress_text: str | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._agent_counts: dict[str, str] = {}  # ended runs' Agents column, read once each
 
         self._build_ui()
 
@@ -134,9 +143,15 @@ class DashboardWindow(QMainWindow):
         self.runs.setObjectName("runsList")
         self.runs.setHeaderLabels(list(RUN_COLUMNS))
         self.runs.setRootIsDecorated(False)
+        self.runs.setTextElideMode(Qt.TextElideMode.ElideRight)
         header = self.runs.header()
         for column in range(COL_GOAL):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        # the goal takes the room the others leave, and never less than a readable start of it
+        header.setSectionResizeMode(COL_GOAL, QHeaderView.ResizeMode.Stretch)
+        header.setStretchLastSection(True)
+        goal_width = self.runs.fontMetrics().averageCharWidth() * GOAL_MIN_CHARS
+        runs_width = goal_width + self._runs_columns_width()
         self.runs.itemSelectionChanged.connect(self._run_selected)
 
         self.agents = QTreeWidget()
@@ -158,6 +173,12 @@ class DashboardWindow(QMainWindow):
         self.tabs.addTab(self.progress, "Progress")
         self.tabs.addTab(self.transcript, "Transcript")
         self.tabs.addTab(self.events, "Events")
+        self.timeline = TimelineView()
+        self.timeline_scroll = QScrollArea()
+        self.timeline_scroll.setObjectName("timelineScroll")
+        self.timeline_scroll.setWidgetResizable(True)
+        self.timeline_scroll.setWidget(self.timeline)
+        self.tabs.addTab(self.timeline_scroll, "Timeline")
         self.changes = ChangesView(self.controller)
         self.tabs.addTab(self.changes, "Changes")
         self.tabs.currentChanged.connect(self._tab_changed)
@@ -190,7 +211,7 @@ class DashboardWindow(QMainWindow):
         main = QSplitter(Qt.Orientation.Horizontal)
         main.addWidget(self.runs)
         main.addWidget(right)
-        main.setSizes([420, 760])
+        main.setSizes([runs_width, max(400, self.width() - runs_width)])
 
         self.load_label = QLabel()
         self.load_label.setObjectName("loadLabel")
@@ -208,6 +229,18 @@ class DashboardWindow(QMainWindow):
         layout.addLayout(footer)
         self.setCentralWidget(central)
         self._update_buttons()
+
+    def _runs_columns_width(self) -> int:
+        """What the columns before Goal need for typical values, and the frame around them."""
+        metrics = self.runs.fontMetrics()
+        samples = ("00:00  r0000-0000", "interrupted", "no sandbox", "3 running / 12", "$0.000")
+        padding = 2 * metrics.averageCharWidth()
+        header = self.runs.header().fontMetrics()
+        widths = [
+            max(metrics.horizontalAdvance(sample), header.horizontalAdvance(name)) + padding
+            for sample, name in zip(samples, RUN_COLUMNS, strict=False)
+        ]
+        return sum(widths) + 2 * self.runs.frameWidth()
 
     # ------------------------------------------------------------------ public
     def show_run(self, run_id: str) -> None:
@@ -243,6 +276,7 @@ class DashboardWindow(QMainWindow):
         buffer.append(event)
         if event.run_id == self.selected_run:
             self._pending_events.append(event)
+            self.timeline.feed(event)  # it repaints at most ~10 times a second
             if isinstance(event, _AGENT_EVENTS):
                 self._dirty_agents = True
                 if getattr(event, "agent_id", None) == self.selected_agent:
@@ -313,13 +347,27 @@ class DashboardWindow(QMainWindow):
                 rows[r.run_id] = RunLine(
                     run_id=r.run_id,
                     status=r.status,
-                    agents="",
+                    agents=self._agents_text(r.run_id, ended=r.status != "running"),
                     cost=format_cost(r.cost_usd),
                     started_at=r.started_at,
                     goal=r.goal,
                     marks=marks_from_config(r.config),
                 )
         return sorted(rows.values(), key=lambda row: row.started_at, reverse=True)
+
+    def _agents_text(self, run_id: str, *, ended: bool) -> str:
+        """The Agents column of a run from the journal ("4 agents"); an ended run's is read once."""
+        known = self._agent_counts.get(run_id)
+        if known is not None:
+            return known
+        try:
+            count = len(self.controller.journal.list_agents(run_id))
+        except Exception:  # a locked or broken journal must not take the window down
+            return ""
+        text = format_agents(count)
+        if ended:
+            self._agent_counts[run_id] = text
+        return text
 
     def _refresh_runs(self) -> None:
         rows = self._run_rows()
@@ -342,7 +390,8 @@ class DashboardWindow(QMainWindow):
             self.runs.blockSignals(False)
         for row in rows:
             item = existing[row.run_id]
-            stamp = time.strftime("%m-%d %H:%M", time.localtime(row.started_at))
+            # the run id holds the date (r1128-…): the column adds the time of day
+            stamp = time.strftime("%H:%M", time.localtime(row.started_at))
             values = (
                 f"{stamp}  {row.run_id}",
                 row.status,
@@ -358,6 +407,9 @@ class DashboardWindow(QMainWindow):
             if item.data(COL_MARKS, _ROLE) != [m.value for m in row.marks]:
                 self._show_marks(item, row.marks)
             item.setToolTip(COL_GOAL, row.goal)
+            item.setToolTip(
+                COL_RUN, time.strftime("started %Y-%m-%d %H:%M:%S", time.localtime(row.started_at))
+            )
             if row.run_id == self.selected_run and not item.isSelected():
                 self.runs.blockSignals(True)
                 self.runs.setCurrentItem(item)
@@ -400,20 +452,21 @@ class DashboardWindow(QMainWindow):
         self.events.clear()
         self._pending_events = []
         self._load_events(run_id)
+        self._load_timeline(run_id)
         self._refresh_agents()
         self._dirty_changes = False
         self.changes.set_run(run_id)
         self._update_buttons()
 
-    def _live_run(self) -> Any | None:
-        if self.selected_run is None or not self.controller.has_engine():
+    def _live_run(self) -> RunView | None:
+        if self.selected_run is None:
             return None
-        return self.controller.engine().runs.get(self.selected_run)
+        return self.controller.live_view(self.selected_run)
 
     def _workspace(self) -> str | None:
         run = self._live_run()
         if run is not None:
-            return str(run.config.workspace)
+            return run.workspace
         if self.selected_run is None:
             return None
         row = self.controller.journal.get_run(self.selected_run)
@@ -521,6 +574,16 @@ class DashboardWindow(QMainWindow):
         bar = self.transcript.verticalScrollBar()
         bar.setValue(bar.maximum())
 
+    # ------------------------------------------------------------------ timeline
+    def _load_timeline(self, run_id: str) -> None:
+        """Read the run's timeline from the journal once; the events that follow extend it."""
+        builder: TimelineBuilder
+        try:
+            builder = load_timeline(self.controller.journal, run_id)
+        except Exception:  # not journaled (yet), or a locked journal: start from its events
+            builder = TimelineBuilder(run_id, time.time())
+        self.timeline.set_builder(builder)
+
     # ------------------------------------------------------------------ events list
     def _load_events(self, run_id: str) -> None:
         live = list(self._live_events.get(run_id, ()))
@@ -551,6 +614,20 @@ class DashboardWindow(QMainWindow):
         if self._live_run() is not None:
             self._dirty_agents = True  # elapsed times move on
             self._schedule()
+        elif self._running_elsewhere_on_show():
+            # no events come from a run in another process: its journal is read now and then
+            self._load_timeline(str(self.selected_run))
+
+    def _running_elsewhere_on_show(self) -> bool:
+        """The Timeline tab shows a run that goes on in another process (`agentray run`)."""
+        timeline = self.timeline.timeline()
+        return (
+            self.selected_run is not None
+            and self.tabs.currentWidget() is self.timeline_scroll
+            and timeline is not None
+            and timeline.live
+            and not self.controller.is_live(self.selected_run)
+        )
 
     def _update_load(self) -> None:
         cpu = psutil.cpu_percent(interval=None)
@@ -559,11 +636,7 @@ class DashboardWindow(QMainWindow):
             f"CPU {cpu:.0f}%   Memory {memory.percent:.0f}% used "
             f"({memory.available / 2**30:.1f} GiB free)"
         )
-        if self.controller.has_engine():
-            reading = self.controller.engine().guard.reading
-            self._show_guard(reading.saturated, reading.reason)
-        else:
-            self._show_guard(False, "")
+        self._show_guard(*self.controller.guard_state())
 
     def _show_guard(self, saturated: bool, reason: str) -> None:
         if saturated:
@@ -576,10 +649,10 @@ class DashboardWindow(QMainWindow):
     # ------------------------------------------------------------------ actions
     def _update_buttons(self) -> None:
         run = self._live_run()
-        live = self.selected_run is not None and self.controller.is_live(self.selected_run)
-        agent = run.agents.get(self.selected_agent or "") if live and run is not None else None
+        live = run is not None
+        agent = run.agent(self.selected_agent or "") if run is not None else None
         self.stop_agent_button.setEnabled(
-            agent is not None and agent.active and not agent.is_orchestrator
+            agent is not None and agent.active and agent.role != Role.ORCHESTRATOR
         )
         self.stop_run_button.setEnabled(live)
         item = self.runs.currentItem()
@@ -588,7 +661,7 @@ class DashboardWindow(QMainWindow):
         self.open_folder_button.setEnabled(self.selected_run is not None)
 
     def _spawn(self, coro: Any, what: str, on_success: Any = None) -> asyncio.Future[Any]:
-        task = asyncio.ensure_future(coro)
+        task: asyncio.Future[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)
 
         def done(t: asyncio.Future[Any]) -> None:

@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from agentray import events as ev
-from agentray.engine import PROGRESS_DIR
+from agentray.engine import PROGRESS_DIR, AgentRecord, RunView
+from agentray.journal import AgentRow
 
 __all__ = [
     "AgentInfo",
     "agents_from_journal",
     "agents_from_run",
+    "format_agents",
     "format_cost",
     "format_elapsed",
     "format_event",
@@ -44,7 +46,7 @@ class AgentInfo:
     created_at: float
 
 
-def _info(source: Any, *, tokens: int, progress_path: Path | None) -> AgentInfo:
+def _info(source: AgentRecord | AgentRow, *, tokens: int, progress_path: Path | None) -> AgentInfo:
     """The fields a live AgentState and a journal AgentRow share, plus what each computes."""
     return AgentInfo(
         agent_id=source.agent_id,
@@ -61,21 +63,23 @@ def _info(source: Any, *, tokens: int, progress_path: Path | None) -> AgentInfo:
     )
 
 
-def agents_from_run(run: Any) -> list[AgentInfo]:
-    """From a live engine Run (its AgentState objects)."""
+def agents_from_run(run: RunView) -> list[AgentInfo]:
+    """From the frozen view of a live run."""
     return [
-        _info(a, tokens=int(a.usage.total_tokens), progress_path=Path(a.progress.path))
-        for a in list(run.agents.values())
+        _info(a, tokens=a.total_tokens, progress_path=Path(run.workspace) / a.progress_file)
+        for a in run.agents
     ]
 
 
-def agents_from_journal(rows: list[Any], workspace: str | None) -> list[AgentInfo]:
+def agents_from_journal(rows: list[AgentRow], workspace: str | None) -> list[AgentInfo]:
     """From journal AgentRows of a run that is not live here."""
     base = Path(workspace) / PROGRESS_DIR if workspace else None
     return [
         _info(
             r,
-            tokens=int(r.input_tokens + r.output_tokens + r.cache_creation_tokens + r.cache_read_tokens),
+            tokens=int(
+                r.input_tokens + r.output_tokens + r.cache_creation_tokens + r.cache_read_tokens
+            ),
             progress_path=base / f"{r.agent_id}.md" if base else None,
         )
         for r in rows
@@ -114,6 +118,11 @@ def format_tokens(tokens: int) -> str:
     if tokens >= 1_000:
         return f"{tokens / 1_000:.1f}k"
     return str(tokens)
+
+
+def format_agents(count: int) -> str:
+    """The Agents column of an ended run: "1 agent", "4 agents"."""
+    return f"{count} agent" if count == 1 else f"{count} agents"
 
 
 def format_cost(cost: float) -> str:

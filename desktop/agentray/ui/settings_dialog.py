@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, Signal
@@ -28,11 +29,22 @@ from agentray.sandbox import detect_sandbox
 from . import autostart
 from .fields import KNOWN_MODELS, LimitFields, model_combo
 from .sandbox_prompt import install_hint
+from .wording import window_title
 
 if TYPE_CHECKING:
     from .controller import AppController
 
 __all__ = ["KNOWN_MODELS", "SettingsDialog", "model_combo"]
+
+
+def _sentence(message: str) -> str:
+    """One sentence for a label: capitalised, ending in one full stop (a keyring backend's own
+    message may end in one already: "Prompt dismissed.." is not shown)."""
+    text = re.sub(r"(?<!\.)\.\.(?!\.)", ".", " ".join(message.split()))
+    if not text:
+        return text
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith((".", "!", "?", "…")) else text + "."
 
 
 def _error_label() -> QLabel:
@@ -51,7 +63,7 @@ class SettingsDialog(QDialog):
     def __init__(self, controller: AppController, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.controller = controller
-        self.setWindowTitle("Agentray settings")
+        self.setWindowTitle(window_title("Settings"))
         self.setObjectName("settingsDialog")
         self.setMinimumWidth(540)  # the warnings wrap into a few readable lines, not a column
         self._verify_task: asyncio.Future[Any] | None = None
@@ -65,7 +77,9 @@ class SettingsDialog(QDialog):
         self.model = model_combo(settings.default_model)
         form.addRow("Model", self.model)
         self.limits = LimitFields(settings)
-        self.limits.add_rows(form, ("Agents at once", "Max agents per run", "Max nesting depth", "Budget per run"))
+        self.limits.add_rows(
+            form, ("Agents at once", "Max agents per run", "Max nesting depth", "Budget per run")
+        )
         self.max_concurrent, self.max_agents = self.limits.max_concurrent, self.limits.max_agents
         self.max_depth, self.budget = self.limits.max_depth, self.limits.budget
         layout.addWidget(defaults)
@@ -81,7 +95,9 @@ class SettingsDialog(QDialog):
         self.keep_days.setRange(1, 3650)
         self.keep_days.setSuffix(" days")
         self.keep_days.setValue(settings.keep_days)
-        self.keep_days.setToolTip("Older runs are forgotten, with their snapshots, when Agentray starts")
+        self.keep_days.setToolTip(
+            "Older runs are forgotten, with their snapshots, when Agentray starts"
+        )
         keep_row = QHBoxLayout()
         keep_row.addWidget(QLabel("Keep finished runs and their snapshots for"))
         keep_row.addWidget(self.keep_days)
@@ -139,7 +155,7 @@ class SettingsDialog(QDialog):
         status = keys.key_status()
         if status.keyring_problem:
             self.keyring_warning.setText(
-                f"{status.keyring_problem[:1].upper()}{status.keyring_problem[1:]}. Agentray will not keep the key in "
+                f"{_sentence(status.keyring_problem)} Agentray will not keep the key in "
                 f"a plaintext file; it uses the {keys.ENV_VAR} environment variable only."
             )
             self.keyring_warning.show()
@@ -166,13 +182,13 @@ class SettingsDialog(QDialog):
         try:
             keys.store_key(value)
         except (ValueError, RuntimeError) as error:
-            self._say(str(error), ok=False)
+            # what was typed stays, to try again (or to set ANTHROPIC_API_KEY from it)
+            self._say(_sentence(str(error)), ok=False)
             return
         except Exception as error:  # a keyring backend failure (locked, D-Bus gone)
-            self._say(f"the keyring refused the key: {type(error).__name__}", ok=False)
+            self._say(_sentence(f"the keyring refused the key: {type(error).__name__}"), ok=False)
             return
-        finally:
-            self.key_edit.clear()  # never keep the secret in a widget longer than needed
+        self.key_edit.clear()  # stored: never keep the secret in a widget longer than needed
         self._say("Key stored in the keyring.", ok=True)
         self.refresh_key_status()
         self.controller.key_changed.emit()

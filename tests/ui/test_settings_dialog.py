@@ -185,7 +185,7 @@ def test_store_on_a_fresh_keyring_says_why_in_one_sentence_and_keeps_the_typed_k
     dialog.store_button.click()
     message = dialog.key_message.text()
     assert message == (
-        "The OS keyring refused the key (Failed to create the collection: Prompt dismissed.); "
+        "The OS keyring refused the key (Failed to create the collection: Prompt dismissed); "
         "set ANTHROPIC_API_KEY instead."
     )
     assert ".." not in message and SECRET not in message

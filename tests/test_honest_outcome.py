@@ -25,7 +25,9 @@ async def test_success_refused_until_the_failure_is_mitigated_then_the_summary_l
                 [tool_use("await_agents")],
                 _success,  # refused: a002 failed and nobody mitigated it
                 recording(
-                    rec, "refused", lambda req: [tool_use("spawn_agent", task="W-FIX repair it", mitigates="a002")]
+                    rec,
+                    "refused",
+                    lambda req: [tool_use("spawn_agent", task="W-FIX repair it", mitigates="a002")],
                 ),
                 [tool_use("await_agents", agent_ids=["a003"])],
                 recording(rec, "accepted", _success),
@@ -44,10 +46,16 @@ async def test_success_refused_until_the_failure_is_mitigated_then_the_summary_l
     assert "a002 (Loop) failed: turn limit reached" in outcome.summary
     assert "mitigated by a003" in outcome.summary
     row = se.journal.get_run(run_id)
-    assert row is not None and row.status == "succeeded" and "a002 (Loop) failed" in (row.summary or "")
+    assert (
+        row is not None
+        and row.status == "succeeded"
+        and "a002 (Loop) failed" in (row.summary or "")
+    )
 
 
-async def test_failure_outcome_is_not_refused_and_keeps_its_own_summary(sim_engine: SimEngineFactory) -> None:
+async def test_failure_outcome_is_not_refused_and_keeps_its_own_summary(
+    sim_engine: SimEngineFactory,
+) -> None:
     se = sim_engine(
         policy(
             orchestrator(
@@ -62,7 +70,9 @@ async def test_failure_outcome_is_not_refused_and_keeps_its_own_summary(sim_engi
     assert outcome.status == "failed" and outcome.summary == "gave up"
 
 
-async def test_cancelled_workers_are_listed_but_do_not_block_success(sim_engine: SimEngineFactory) -> None:
+async def test_cancelled_workers_are_listed_but_do_not_block_success(
+    sim_engine: SimEngineFactory,
+) -> None:
     se = sim_engine(
         policy(
             orchestrator(
@@ -84,10 +94,14 @@ async def test_cancelled_workers_are_listed_but_do_not_block_success(sim_engine:
     assert "Quick" not in outcome.summary  # done agents are not listed
 
 
-async def test_clean_success_keeps_the_orchestrators_summary_exactly(sim_engine: SimEngineFactory) -> None:
+async def test_clean_success_keeps_the_orchestrators_summary_exactly(
+    sim_engine: SimEngineFactory,
+) -> None:
     se = sim_engine(
         policy(
-            orchestrator([tool_use("spawn_agent", task="W-OK fine")], [tool_use("await_agents")], _success),
+            orchestrator(
+                [tool_use("spawn_agent", task="W-OK fine")], [tool_use("await_agents")], _success
+            ),
             worker("W-OK", complete("fine")),
         )
     )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 from agent_scripts import complete, orchestrator, policy, worker
-
 from agentray.engine._state import Slots
 from agentray.simulator import tool_use
 from conftest import SimEngineFactory
@@ -114,7 +113,9 @@ async def test_holder_acquiring_again_does_not_take_a_second_slot() -> None:
     assert slots.holders == {"a", "b"}
 
 
-async def test_the_engine_starts_the_head_of_the_longest_chain_first(sim_engine: SimEngineFactory) -> None:
+async def test_the_engine_starts_the_head_of_the_longest_chain_first(
+    sim_engine: SimEngineFactory,
+) -> None:
     """max_concurrent=1, a worker holding the slot; then a leaf (asked first) and the head of a
     chain of two: the chain's head gets the slot first."""
     se = sim_engine(
@@ -137,10 +138,15 @@ async def test_the_engine_starts_the_head_of_the_longest_chain_first(sim_engine:
             worker("W-LAST", complete("last")),
         )
     )
-    run_id, outcome = await se.run(max_concurrent=1)
+    _, outcome = await se.run(max_concurrent=1)
     assert outcome.status == "succeeded", outcome
     firsts = [r.sim.first_user_text for r in se.sim.message_requests]
-    order = [m for text in firsts for m in ("W-HOLD", "W-LEAF", "W-HEAD", "W-NEXT", "W-LAST") if m in text]
+    order = [
+        m
+        for text in firsts
+        for m in ("W-HOLD", "W-LEAF", "W-HEAD", "W-NEXT", "W-LAST")
+        if m in text
+    ]
     workers = [m for i, m in enumerate(order) if m not in order[:i]]
     assert workers.index("W-HEAD") < workers.index("W-LEAF"), workers
     assert workers[-1] == "W-LAST"

@@ -78,7 +78,10 @@ def _option(option_id: OptionId, label: str, *, denies: bool = False) -> Escalat
     return EscalationOption(option_id.value, label, denies)
 
 
-APPROVAL_OPTIONS = (_option(OptionId.APPROVE, "Approve"), _option(OptionId.DENY, "Deny", denies=True))
+APPROVAL_OPTIONS = (
+    _option(OptionId.APPROVE, "Approve"),
+    _option(OptionId.DENY, "Deny", denies=True),
+)
 BLOCKER_OPTIONS_WAITING = (
     _option(OptionId.CONTINUE, "Continue with my answer"),
     _option(OptionId.CANCEL_AGENT, "Cancel the agent", denies=True),
@@ -114,10 +117,17 @@ def model_options(labels: Iterable[str]) -> tuple[EscalationOption, ...]:
     if not texts:
         return APPROVAL_OPTIONS
     denying = next(
-        (i for pattern in _DENY_WORDS for i, text in enumerate(texts) if re.search(pattern, text.strip(), re.I)),
+        (
+            i
+            for pattern in _DENY_WORDS
+            for i, text in enumerate(texts)
+            if re.search(pattern, text.strip(), re.I)
+        ),
         None,
     )
-    return tuple(EscalationOption(str(i + 1), text, denies=i == denying) for i, text in enumerate(texts))
+    return tuple(
+        EscalationOption(str(i + 1), text, denies=i == denying) for i, text in enumerate(texts)
+    )
 
 
 def options_to_json(options: Iterable[EscalationOption]) -> list[dict[str, Any]]:

@@ -44,7 +44,9 @@ class Role(StrEnum):
     FIXER = "fixer"  # repairs a failure (a blocker's mitigation, a failing build)
 
 
-TERMINAL: frozenset[AgentStatus] = frozenset({AgentStatus.DONE, AgentStatus.FAILED, AgentStatus.CANCELLED})
+TERMINAL: frozenset[AgentStatus] = frozenset(
+    {AgentStatus.DONE, AgentStatus.FAILED, AgentStatus.CANCELLED}
+)
 ACTIVE: frozenset[AgentStatus] = frozenset(
     {AgentStatus.QUEUED, AgentStatus.RUNNING, AgentStatus.WAITING, AgentStatus.BLOCKED}
 )

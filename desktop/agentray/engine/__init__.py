@@ -1,12 +1,12 @@
 """The orchestration engine (imports no Qt): runs, agents, tools, scheduling, guard, journal.
 
-    Engine             commands: start_run, resume_run, stop_run, stop_all, answer_escalation,
-    │                  cancel_agent; reading: view(), run_view() (frozen RunView / AgentRecord)
-    ├── Run            coordination of one run: its task group, caps, budget, build gate
-    │   ├── RecoveryLedger  how agents end; blockers, their one mitigation, escalations, answers
-    │   └── AgentRunner     runs one agent; InProcessRunner (the model/tool loop) is the default
-    ├── EventBus       typed frozen events (agentray.events) for the CLI and the tray
-    └── SystemGuard    psutil: new agents wait while the machine is saturated
+Engine             commands: start_run, resume_run, stop_run, stop_all, answer_escalation,
+│                  cancel_agent; reading: view(), run_view() (frozen RunView / AgentRecord)
+├── Run            coordination of one run: its task group, caps, budget, build gate
+│   ├── RecoveryLedger  how agents end; blockers, their one mitigation, escalations, answers
+│   └── AgentRunner     runs one agent; InProcessRunner (the model/tool loop) is the default
+├── EventBus       typed frozen events (agentray.events) for the CLI and the tray
+└── SystemGuard    psutil: new agents wait while the machine is saturated
 """
 
 from agentray.states import ACTIVE, SETTLED, TERMINAL

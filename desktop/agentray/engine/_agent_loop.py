@@ -62,16 +62,22 @@ async def run_agent(run: Run, agent: AgentState, *, resumed: bool = False) -> No
     except _ProgressUnwritable as error:
         ledger.fail(agent, str(error))
         if agent.is_orchestrator:
-            run.conclude(RunStatus.FAILED, f"the orchestrator {error}; free the space or repair the folder, then resume")
+            run.conclude(
+                RunStatus.FAILED,
+                f"the orchestrator {error}; free the space or repair the folder, then resume",
+            )
     except JournalError as error:
         # Nothing can be recorded (a full disk): end the run at once, resumable once space is free.
         run.slots.release(agent.agent_id)
         try:
             ledger.fail(agent, f"the journal cannot be written: {error}")
         except JournalError as again:
-            log.error("run %s: %s could not be recorded as failed: %s", run.run_id, agent.agent_id, again)
+            log.error(
+                "run %s: %s could not be recorded as failed: %s", run.run_id, agent.agent_id, again
+            )
         run.conclude(
-            RunStatus.FAILED, f"the journal cannot be written ({error}); free some space, then resume the run"
+            RunStatus.FAILED,
+            f"the journal cannot be written ({error}); free some space, then resume the run",
         )
     except ModelError as error:
         run.slots.release(agent.agent_id)
@@ -102,12 +108,16 @@ async def _wait_for_dependencies(run: Run, agent: AgentState) -> bool:
 
     await run.changes.wait_for(settled, None)
     broken = [
-        run.agents[d] for d in agent.depends_on if run.agents[d].status in (AgentStatus.FAILED, AgentStatus.CANCELLED)
+        run.agents[d]
+        for d in agent.depends_on
+        if run.agents[d].status in (AgentStatus.FAILED, AgentStatus.CANCELLED)
     ]
     if broken:
         dep = broken[0]
         why = dep.blocker or dep.status_reason or dep.summary or ""
-        run.ledger.cancel_unstarted(agent, f"dependency {dep.agent_id} {dep.status.value}: {why}".strip())
+        run.ledger.cancel_unstarted(
+            agent, f"dependency {dep.agent_id} {dep.status.value}: {why}".strip()
+        )
         return False
     return True
 
@@ -144,7 +154,9 @@ def _first_message(run: Run, agent: AgentState) -> dict[str, Any]:
 
 async def _loop(run: Run, agent: AgentState, *, resumed: bool) -> None:
     journal = run.journal
-    messages: list[dict[str, Any]] = journal.load_transcript(run.run_id, agent.agent_id) if resumed else []
+    messages: list[dict[str, Any]] = (
+        journal.load_transcript(run.run_id, agent.agent_id) if resumed else []
+    )
     if not messages:
         messages = [_first_message(run, agent)]
         journal.append_message(run.run_id, agent.agent_id, messages[0])
@@ -213,7 +225,10 @@ async def _loop(run: Run, agent: AgentState, *, resumed: bool) -> None:
         notes = run.drain_notices() if agent.is_orchestrator else []
         user: dict[str, Any] = {"role": "user", "content": results}
         if notes:
-            user["content"] = [*results, {"type": "text", "text": "[engine] " + "\n[engine] ".join(notes)}]
+            user["content"] = [
+                *results,
+                {"type": "text", "text": "[engine] " + "\n[engine] ".join(notes)},
+            ]
         messages.append(user)
         journal.append_message(run.run_id, agent.agent_id, user)
         run.slots.release(agent.agent_id)
@@ -234,13 +249,16 @@ def _replay_accepted_finish(run: Run, agent: AgentState) -> bool:
     if not run.crashed_before_end:
         return False
     accepted = [
-        row for row in run.journal.list_tool_calls(run.run_id, agent.agent_id)
+        row
+        for row in run.journal.list_tool_calls(run.run_id, agent.agent_id)
         if row.name == "finish" and row.finished_at is not None and not row.is_error
     ]
     if not accepted:
         return False
     inputs = accepted[-1].input
-    conclude_finish(run, agent, str(inputs.get("summary", "")), str(inputs.get("outcome", "success")))
+    conclude_finish(
+        run, agent, str(inputs.get("summary", "")), str(inputs.get("outcome", "success"))
+    )
     return True
 
 
@@ -250,26 +268,38 @@ class _ProgressUnwritable(Exception):
 
 def _check_progress(run: Run, agent: AgentState) -> None:
     if agent.progress.write_error:
-        raise _ProgressUnwritable(f"{PROGRESS_FAILURE} {agent.progress.relative_path}: {agent.progress.write_error}")
+        raise _ProgressUnwritable(
+            f"{PROGRESS_FAILURE} {agent.progress.relative_path}: {agent.progress.write_error}"
+        )
 
 
 class _TurnLimit(Exception):
     def __init__(self, turns: int, *, idle: bool = False) -> None:
         if idle:
-            super().__init__(f"the orchestrator ended {turns} turns in a row without calling a tool")
+            super().__init__(
+                f"the orchestrator ended {turns} turns in a row without calling a tool"
+            )
         else:
             super().__init__(f"turn limit reached ({turns} model calls, cap max_turns)")
 
 
-def _append_user_text(run: Run, agent: AgentState, messages: list[dict[str, Any]], text: str) -> None:
+def _append_user_text(
+    run: Run, agent: AgentState, messages: list[dict[str, Any]], text: str
+) -> None:
     message = {"role": "user", "content": [{"type": "text", "text": text}]}
     if messages and messages[-1]["role"] == "user":
         # two user messages in a row are not allowed: merge into the last one
         last = messages[-1]
-        content = last["content"] if isinstance(last["content"], list) else [{"type": "text", "text": last["content"]}]
+        content = (
+            last["content"]
+            if isinstance(last["content"], list)
+            else [{"type": "text", "text": last["content"]}]
+        )
         merged = {"role": "user", "content": [*content, *message["content"]]}
         messages[-1] = merged
-        run.journal.replace_transcript(run.run_id, agent.agent_id, messages, reason="merge user text")
+        run.journal.replace_transcript(
+            run.run_id, agent.agent_id, messages, reason="merge user text"
+        )
         return
     messages.append(message)
     run.journal.append_message(run.run_id, agent.agent_id, message)

@@ -40,12 +40,28 @@ log = logging.getLogger(__name__)
 
 ClientFactory = Callable[[Callable[[RetryNotice], None]], ModelClient]
 
-SHELL_BUILTINS = {"cd", "export", "true", "false", "test", "[", "echo", "exit", "set", ".", "source", "env"}
+SHELL_BUILTINS = {
+    "cd",
+    "export",
+    "true",
+    "false",
+    "test",
+    "[",
+    "echo",
+    "exit",
+    "set",
+    ".",
+    "source",
+    "env",
+}
 
 
 def load_prompts() -> dict[str, str]:
     base = files("agentray.resources") / "prompts"
-    return {name: (base / f"{name}.md").read_text(encoding="utf-8") for name in ("orchestrator", "worker")}
+    return {
+        name: (base / f"{name}.md").read_text(encoding="utf-8")
+        for name in ("orchestrator", "worker")
+    }
 
 
 def check_build_command(command: str | None) -> None:
@@ -169,7 +185,9 @@ class Engine:
     def _launch(self, run: Run, starters: list[tuple[AgentState, bool]], lock: RunLock) -> None:
         self.guard.start()  # sample the machine while runs exist
         task = asyncio.get_running_loop().create_task(run.main(starters), name=f"run-{run.run_id}")
-        task.add_done_callback(lambda _: lock.release())  # the run is over: another process may own it
+        task.add_done_callback(
+            lambda _: lock.release()
+        )  # the run is over: another process may own it
         self.tasks[run.run_id] = task
 
     async def start_run(self, config: RunConfig) -> str:
@@ -188,7 +206,11 @@ class Engine:
 
     def _create_and_start(self, run_id: str, config: RunConfig, lock: RunLock) -> Run:
         self.journal.create_run(
-            run_id, goal=config.goal, workspace=config.workspace, config=config.to_dict(), pid=os.getpid()
+            run_id,
+            goal=config.goal,
+            workspace=config.workspace,
+            config=config.to_dict(),
+            pid=os.getpid(),
         )
         run = self._make_run(run_id, config)
         self.bus.publish(
@@ -202,7 +224,9 @@ class Engine:
                 allow_network=config.allow_network or not run.sandbox.confined,
             )
         )
-        orchestrator = run.new_agent(role=Role.ORCHESTRATOR, title="Orchestrator", task=config.goal, parent=None)
+        orchestrator = run.new_agent(
+            role=Role.ORCHESTRATOR, title="Orchestrator", task=config.goal, parent=None
+        )
         self._launch(run, [(orchestrator, False)], lock)
         return run
 
@@ -221,7 +245,9 @@ class Engine:
             raise BadInputError(f"run {row.run_id} is already running here")
         lock = RunLock.acquire(self.journal.path, row.run_id)  # RunBusyError names the owner
         try:
-            return await self._resume_locked(row.run_id, lock, sandbox=sandbox, allow_network=allow_network)
+            return await self._resume_locked(
+                row.run_id, lock, sandbox=sandbox, allow_network=allow_network
+            )
         except BaseException:
             lock.release()
             raise
@@ -229,7 +255,9 @@ class Engine:
     async def _resume_locked(
         self, run_id: str, lock: RunLock, *, sandbox: bool | None, allow_network: bool | None
     ) -> str:
-        row = self.journal.get_run(run_id)  # read again: the owner we waited out may have changed it
+        row = self.journal.get_run(
+            run_id
+        )  # read again: the owner we waited out may have changed it
         assert row is not None
         if row.status == RunStatus.RUNNING:
             # Its lock was free, so the process that drove it is gone (whatever its pid says now).
@@ -248,7 +276,9 @@ class Engine:
         if changes:
             config = config.replace(**changes)
         spent = [
-            a for a in self.journal.list_agents(row.run_id) if a.role == Role.ORCHESTRATOR and a.turns >= config.max_turns
+            a
+            for a in self.journal.list_agents(row.run_id)
+            if a.role == Role.ORCHESTRATOR and a.turns >= config.max_turns
         ]
         if spent:
             raise BadInputError(
@@ -262,7 +292,9 @@ class Engine:
         run = self._make_run(row.run_id, config)
         run.crashed_before_end = self.journal.ended_by_crash(row.run_id)
         if orphans:
-            run.notice(f"killed {orphans} processes left running by the interrupted run", level="warning")
+            run.notice(
+                f"killed {orphans} processes left running by the interrupted run", level="warning"
+            )
         if row.cost_usd:
             run.cost_usd = row.cost_usd
             run.tokens = row.tokens or 0
@@ -274,8 +306,14 @@ class Engine:
                 run.slots.exempt.add(agent.agent_id)
             resumable = (
                 agent.status in ACTIVE
-                or (agent.status == AgentStatus.CANCELLED and agent.status_reason in RESUMABLE_REASONS)
-                or (agent.status == AgentStatus.FAILED and (agent.status_reason or "").startswith(PROGRESS_FAILURE))
+                or (
+                    agent.status == AgentStatus.CANCELLED
+                    and agent.status_reason in RESUMABLE_REASONS
+                )
+                or (
+                    agent.status == AgentStatus.FAILED
+                    and (agent.status_reason or "").startswith(PROGRESS_FAILURE)
+                )
             )
             if agent.is_orchestrator:
                 resumable = True
@@ -286,7 +324,9 @@ class Engine:
         for agent, _ in starters:
             agent.status = AgentStatus.QUEUED
             agent.status_reason = "resumed"
-            self.journal.update_agent(row.run_id, agent.agent_id, status=AgentStatus.QUEUED.value, status_reason="resumed")
+            self.journal.update_agent(
+                row.run_id, agent.agent_id, status=AgentStatus.QUEUED.value, status_reason="resumed"
+            )
             agent.progress.set_status(AgentStatus.QUEUED)
         for escalation in self.journal.pending_escalations(row.run_id):
             # the model's own questions re-attach when its escalate call runs again; the engine's
@@ -298,7 +338,9 @@ class Engine:
                     choice=None,
                     answered_by=AnsweredBy.ENGINE.value,
                 )
-        self.journal.update_run(row.run_id, status="running", pid=os.getpid(), ended_at=None, summary="")
+        self.journal.update_run(
+            row.run_id, status="running", pid=os.getpid(), ended_at=None, summary=""
+        )
         self.journal.clear_stop_request(row.run_id)
         self.bus.publish(
             ev.RunStarted(
@@ -330,7 +372,11 @@ class Engine:
         return run_id, await self.wait(run_id)
 
     def stop_run(
-        self, run_id: str, *, status: RunStatus = RunStatus.CANCELLED, reason: str = "stopped by the user"
+        self,
+        run_id: str,
+        *,
+        status: RunStatus = RunStatus.CANCELLED,
+        reason: str = "stopped by the user",
     ) -> bool:
         run = self.runs.get(run_id)
         task = self.tasks.get(run_id)
@@ -339,8 +385,14 @@ class Engine:
         run.request_stop(status, reason)
         return True
 
-    def stop_all(self, *, status: RunStatus = RunStatus.CANCELLED, reason: str = "Stop all") -> list[str]:
-        return [run_id for run_id in list(self.runs) if self.stop_run(run_id, status=status, reason=reason)]
+    def stop_all(
+        self, *, status: RunStatus = RunStatus.CANCELLED, reason: str = "Stop all"
+    ) -> list[str]:
+        return [
+            run_id
+            for run_id in list(self.runs)
+            if self.stop_run(run_id, status=status, reason=reason)
+        ]
 
     def active_runs(self) -> list[Run]:
         return [self.runs[r] for r, t in self.tasks.items() if not t.done()]
@@ -356,7 +408,9 @@ class Engine:
                 return run.ledger.answer(escalation_id, answer)
         return False
 
-    async def cancel_agent(self, run_id: str, agent_id: str, reason: str = "cancelled by the user") -> int:
+    async def cancel_agent(
+        self, run_id: str, agent_id: str, reason: str = "cancelled by the user"
+    ) -> int:
         run = self.runs[run_id]
         if agent_id not in run.agents:
             raise BadInputError(f"no agent {agent_id} in run {run_id}")
@@ -425,7 +479,9 @@ def _restore_agent(run: Run, row: AgentRow) -> AgentState:
         summary=row.summary,
         blocker=row.blocker,
         turns=row.turns or 0,
-        usage=Usage(row.input_tokens, row.output_tokens, row.cache_creation_tokens, row.cache_read_tokens),
+        usage=Usage(
+            row.input_tokens, row.output_tokens, row.cache_creation_tokens, row.cache_read_tokens
+        ),
         cost_usd=row.cost_usd or 0.0,
         created_at=row.created_at,
         started_at=row.started_at,

@@ -57,7 +57,9 @@ class SystemGuard:
         self._hot_cpu_samples = self._hot_cpu_samples + 1 if cpu >= self.max_cpu_percent else 0
         reasons = []
         if available < self.min_memory_available_percent:
-            reasons.append(f"memory available {available:.0f}% < {self.min_memory_available_percent:.0f}%")
+            reasons.append(
+                f"memory available {available:.0f}% < {self.min_memory_available_percent:.0f}%"
+            )
         if self._hot_cpu_samples >= self.sustained_samples:
             reasons.append(f"CPU {cpu:.0f}% for {self._hot_cpu_samples} s")
         reading = GuardReading(cpu, available, bool(reasons), "; ".join(reasons))

@@ -27,7 +27,9 @@ class JournaledProcesses(ProcessRegistry):
     def track(self, pid: int, owner: str) -> None:
         super().track(pid, owner)
         self._journal.add_event(
-            self._run_id, "process_started", {"pid": pid, "owner": owner, "create_time": _create_time(pid)}
+            self._run_id,
+            "process_started",
+            {"pid": pid, "owner": owner, "create_time": _create_time(pid)},
         )
 
     def untrack(self, pid: int) -> None:

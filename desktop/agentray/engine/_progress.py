@@ -26,6 +26,7 @@ _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os,
 class UnsafeProgressDir(OSError):
     """``agent-responses`` is not a plain folder of the workspace (a symlink, a file)."""
 
+
 PROGRESS_DIR = "agent-responses"
 KINDS = ("UPDATE", "BLOCKER", "RESULT")
 
@@ -109,7 +110,8 @@ class ProgressFile:
                 dir_fd = os.open(PROGRESS_DIR, _DIR_FLAGS, dir_fd=workspace_fd)
             except OSError as error:
                 raise UnsafeProgressDir(
-                    error.errno, f"{PROGRESS_DIR} in the workspace is not a plain folder (a symlink "
+                    error.errno,
+                    f"{PROGRESS_DIR} in the workspace is not a plain folder (a symlink "
                     f"or a file?); {self.relative_path} is not written through it",
                 ) from None
         finally:

@@ -74,7 +74,11 @@ class RecoveryLedger:
         if target is not None and target.runtime.waiting_on_blocker:
             assert target.runtime.blocker_future is not None
             target.runtime.blocker_future.set_result(
-                {"resolution": agent.summary or "", "from": agent.agent_id, "mitigated_by": agent.agent_id}
+                {
+                    "resolution": agent.summary or "",
+                    "from": agent.agent_id,
+                    "mitigated_by": agent.agent_id,
+                }
             )
 
     def fail(self, agent: AgentState, reason: str) -> None:
@@ -91,9 +95,13 @@ class RecoveryLedger:
         if agent.mitigates:
             target = run.agents.get(agent.mitigates)
             if target is not None and not target.escalated:
-                self._escalate_blocker(target, f"its mitigation {agent.agent_id} failed: {agent.blocker}")
+                self._escalate_blocker(
+                    target, f"its mitigation {agent.agent_id} failed: {agent.blocker}"
+                )
         elif agent.mitigation_count >= 1 and not agent.escalated:
-            self._escalate_blocker(agent, f"it failed again after its one mitigation: {agent.blocker}")
+            self._escalate_blocker(
+                agent, f"it failed again after its one mitigation: {agent.blocker}"
+            )
 
     def cancel_unstarted(self, agent: AgentState, reason: str) -> None:
         """A queued agent that will never start (a dependency failed or was cancelled)."""
@@ -108,7 +116,9 @@ class RecoveryLedger:
         run = self._run
         targets = [run.agents[agent_id], *run.descendants(agent_id)]
         # counted before anything is signalled: the agents' own cleanup races the kill below
-        killed = sum(_tree_size(pid) for target in targets for pid in run.processes.pids(target.agent_id))
+        killed = sum(
+            _tree_size(pid) for target in targets for pid in run.processes.pids(target.agent_id)
+        )
         for target in targets:
             if target.status not in ACTIVE:
                 continue
@@ -152,7 +162,9 @@ class RecoveryLedger:
         run = self._run
         target.mitigation_count += 1
         target.mitigated_by = by
-        run.journal.update_agent(run.run_id, target.agent_id, mitigated_by=by, mitigation_count=target.mitigation_count)
+        run.journal.update_agent(
+            run.run_id, target.agent_id, mitigated_by=by, mitigation_count=target.mitigation_count
+        )
 
     def guide(self, target: AgentState, by: AgentState, message: str) -> None:
         """``resume_agent``: the blocker's one mitigation is guidance from ``by``."""
@@ -165,7 +177,11 @@ class RecoveryLedger:
 
     def unhandled(self, agent: AgentState) -> bool:
         """A blocker its parent has to act on (neither mitigated nor escalated yet)."""
-        return agent.status == AgentStatus.BLOCKED and agent.mitigation_count == 0 and not agent.escalated
+        return (
+            agent.status == AgentStatus.BLOCKED
+            and agent.mitigation_count == 0
+            and not agent.escalated
+        )
 
     def unmitigated_failures(self) -> list[AgentState]:
         """Failed workers that had neither a mitigation nor the person's decision (a failed
@@ -194,9 +210,14 @@ class RecoveryLedger:
         run.set_status(agent, AgentStatus.BLOCKED, description[:200])
         if agent.mitigation_count >= 1 or agent.escalated:
             self._mark_escalated(agent)
-            run.notice(f"{agent.agent_id} blocked again after its mitigation; escalated to the human", level="warning")
+            run.notice(
+                f"{agent.agent_id} blocked again after its mitigation; escalated to the human",
+                level="warning",
+            )
             await self._ask_about_blocker(
-                agent, f"is blocked again after its one mitigation: {description}", BLOCKER_OPTIONS_WAITING
+                agent,
+                f"is blocked again after its one mitigation: {description}",
+                BLOCKER_OPTIONS_WAITING,
             )
             if agent.status == AgentStatus.CANCELLED or run.outcome is not None:
                 raise AgentEnded
@@ -215,11 +236,17 @@ class RecoveryLedger:
         """Automatic escalation of a blocker whose one mitigation is used up (in the background:
         the agent that noticed goes on)."""
         self._mark_escalated(agent)
-        options = BLOCKER_OPTIONS_WAITING if agent.runtime.waiting_on_blocker else BLOCKER_OPTIONS_FAILED
+        options = (
+            BLOCKER_OPTIONS_WAITING if agent.runtime.waiting_on_blocker else BLOCKER_OPTIONS_FAILED
+        )
         self._run.notice(f"{agent.agent_id} escalated to the human: {why}", level="warning")
-        self._run.in_background(self._ask_about_blocker(agent, why, options), name=f"escalation-{agent.agent_id}")
+        self._run.in_background(
+            self._ask_about_blocker(agent, why, options), name=f"escalation-{agent.agent_id}"
+        )
 
-    async def _ask_about_blocker(self, agent: AgentState, why: str, options: tuple[EscalationOption, ...]) -> None:
+    async def _ask_about_blocker(
+        self, agent: AgentState, why: str, options: tuple[EscalationOption, ...]
+    ) -> None:
         answer = await self.ask(
             agent,
             kind=EscalationKind.BLOCKER,
@@ -233,21 +260,31 @@ class RecoveryLedger:
         run = self._run
         run.notice(f"the human answered about {agent.agent_id}: {answer.option_id or answer.text}")
         if answer.option_id == OptionId.STOP_RUN:
-            run.request_stop(RunStatus.CANCELLED, f"stopped by the human at the escalation of {agent.agent_id}")
+            run.request_stop(
+                RunStatus.CANCELLED, f"stopped by the human at the escalation of {agent.agent_id}"
+            )
         elif answer.option_id in (OptionId.CANCEL_AGENT, OptionId.SKIP):
             if agent.status in ACTIVE:
                 await self.cancel(agent.agent_id, "cancelled by the human")
         elif agent.runtime.waiting_on_blocker:
             assert agent.runtime.blocker_future is not None
             agent.runtime.blocker_future.set_result(
-                {"resolution": answer.text, "from": "human", "choice": _label(options, answer.option_id)}
+                {
+                    "resolution": answer.text,
+                    "from": "human",
+                    "choice": _label(options, answer.option_id),
+                }
             )
         elif agent.status == AgentStatus.FAILED and answer.option_id == OptionId.RETRY:
             self.restart(agent, f"[human] {answer.text}")
 
     # ------------------------------------------------------------------ the person
     def pending(self) -> list[Escalation]:
-        return [self._pending[i] for i, f in self._answers.items() if not f.done() and i in self._pending]
+        return [
+            self._pending[i]
+            for i, f in self._answers.items()
+            if not f.done() and i in self._pending
+        ]
 
     async def ask(
         self,
@@ -284,7 +321,9 @@ class RecoveryLedger:
                 options=options_to_json(options),
                 call_id=call_id,
             )
-        run.journal.add_event(run.run_id, "escalation_raised", {"escalation_id": escalation_id, "kind": kind.value})
+        run.journal.add_event(
+            run.run_id, "escalation_raised", {"escalation_id": escalation_id, "kind": kind.value}
+        )
         run.publish(
             ev.EscalationRaised(
                 run_id=run.run_id,
@@ -312,16 +351,25 @@ class RecoveryLedger:
         option = escalation.option(answer.option_id)
         if answer.option_id is not None and option is None:
             known = ", ".join(o.option_id for o in escalation.options)
-            raise BadInputError(f"{escalation_id} has no option {answer.option_id!r} (options: {known})")
+            raise BadInputError(
+                f"{escalation_id} has no option {answer.option_id!r} (options: {known})"
+            )
         run = self._run
         reply = answer.for_model(escalation)
         run.journal.answer_escalation(
-            escalation_id, answer=reply["answer"], choice=reply["choice"], answered_by=answer.answered_by.value
+            escalation_id,
+            answer=reply["answer"],
+            choice=reply["choice"],
+            answered_by=answer.answered_by.value,
         )
         run.journal.add_event(
             run.run_id,
             "escalation_answered",
-            {"escalation_id": escalation_id, "option_id": answer.option_id, "answered_by": answer.answered_by.value},
+            {
+                "escalation_id": escalation_id,
+                "option_id": answer.option_id,
+                "answered_by": answer.answered_by.value,
+            },
         )
         run.publish(
             ev.EscalationAnswered(

@@ -46,6 +46,7 @@ RESUMABLE_REASONS = ("run stopped", "run interrupted")
 # swapped for a symlink): resume retries it once the cause is gone.
 PROGRESS_FAILURE = "cannot write its progress file"
 
+
 class AgentRunner(Protocol):
     """Runs one agent to its end: the loop of model turns and tool calls. ``Run`` is given one;
     the in-process loop (``_agent_loop.InProcessRunner``) is the only one today, and the seam
@@ -81,7 +82,10 @@ class Run:
         self.runner = runner
         self.sandbox = sandbox or Sandbox.unconfined()
         self.snapshots = RunSnapshots(
-            journal, run_id, config.workspace, warn=lambda message: self.notice(message, level="warning")
+            journal,
+            run_id,
+            config.workspace,
+            warn=lambda message: self.notice(message, level="warning"),
         )
         # resumed after its process died without recording the run's end (kill -9, power cut)
         self.crashed_before_end = False
@@ -176,7 +180,9 @@ class Run:
 
     def progress(self, agent: AgentState, kind: str, note: str) -> None:
         agent.progress.add(kind, note)
-        self.publish(ev.AgentProgress(run_id=self.run_id, agent_id=agent.agent_id, kind=kind, note=note))
+        self.publish(
+            ev.AgentProgress(run_id=self.run_id, agent_id=agent.agent_id, kind=kind, note=note)
+        )
 
     def notice(self, message: str, *, level: str = "info", agent_id: str | None = None) -> None:
         self.notices.append(message)
@@ -240,7 +246,9 @@ class Run:
         mitigates: str | None = None,
     ) -> AgentState:
         agent_id = self.journal.next_agent_id(str(self.workspace))
-        model = self.config.model if role == Role.ORCHESTRATOR else self.config.effective_worker_model
+        model = (
+            self.config.model if role == Role.ORCHESTRATOR else self.config.effective_worker_model
+        )
         if not title.strip():
             title = task.strip().splitlines()[0][:80] if task.strip() else agent_id
         progress = ProgressFile(
@@ -379,7 +387,9 @@ class Run:
     async def run_build(self, agent: AgentState) -> dict[str, Any]:
         command = self.config.build_command
         if not command:
-            raise ToolError("no build command is configured for this run (start it with --build CMD)")
+            raise ToolError(
+                "no build command is configured for this run (start it with --build CMD)"
+            )
         seq_at_start = self.settle_seq
         self.progress(agent, "UPDATE", f"running the build: {command}")
         result = await run_command(
@@ -408,7 +418,9 @@ class Run:
             self.build_passed_at = None
             self.builds_failed_in_a_row += 1
         self.last_build = {**outcome, "at": time.time()}
-        self.journal.add_event(self.run_id, "build", {k: v for k, v in outcome.items() if k != "output_tail"})
+        self.journal.add_event(
+            self.run_id, "build", {k: v for k, v in outcome.items() if k != "output_tail"}
+        )
         self.progress(
             agent,
             "UPDATE",
@@ -461,20 +473,29 @@ class Run:
             if self.build_passed_at is None:
                 problems.append("no passing run_build since the last change; run the build first")
             elif self.build_passed_at != self.settle_seq:
-                problems.append("an agent finished after the last passing build; run the build again")
+                problems.append(
+                    "an agent finished after the last passing build; run the build again"
+                )
         return problems
 
     def plan_report(self) -> str:
         """What did not go to plan, for the person: the workers that failed or were cancelled."""
         lines: list[str] = []
         for agent in self.agents.values():
-            if agent.is_orchestrator or agent.status not in (AgentStatus.FAILED, AgentStatus.CANCELLED):
+            if agent.is_orchestrator or agent.status not in (
+                AgentStatus.FAILED,
+                AgentStatus.CANCELLED,
+            ):
                 continue
-            why = (agent.blocker if agent.status == AgentStatus.FAILED else agent.status_reason) or ""
+            why = (
+                agent.blocker if agent.status == AgentStatus.FAILED else agent.status_reason
+            ) or ""
             how = f"; mitigated by {agent.mitigated_by}" if agent.mitigated_by else ""
             if agent.escalated:
                 how += "; the person decided"
-            lines.append(f"- {agent.agent_id} ({agent.title}) {agent.status.value}: {why[:200]}{how}")
+            lines.append(
+                f"- {agent.agent_id} ({agent.title}) {agent.status.value}: {why[:200]}{how}"
+            )
         if not lines:
             return ""
         count = len(lines)
@@ -490,11 +511,18 @@ class Run:
             self._main_task.cancel()
 
     def conclude(
-        self, status: RunStatus, summary: str, fatal: BaseException | None = None, *, resumable: bool = True
+        self,
+        status: RunStatus,
+        summary: str,
+        fatal: BaseException | None = None,
+        *,
+        resumable: bool = True,
     ) -> None:
         """The run ends normally (finish, or the orchestrator failed): let main wind down."""
         if self.outcome is None:
-            self.outcome = RunOutcome(RunStatus(status), summary, fatal, resumable=resumable and fatal is None)
+            self.outcome = RunOutcome(
+                RunStatus(status), summary, fatal, resumable=resumable and fatal is None
+            )
         self.finished.set()
 
     async def main(self, starters: list[tuple[AgentState, bool]]) -> RunOutcome:
@@ -510,7 +538,9 @@ class Run:
             await self.snapshots.take(None, None, "resume" if resumed else "base")
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
-                watcher = tg.create_task(self._watch_stop_requests(), name=f"stop-watch-{self.run_id}")
+                watcher = tg.create_task(
+                    self._watch_stop_requests(), name=f"stop-watch-{self.run_id}"
+                )
                 for agent, resumed in starters:
                     self.start_agent(agent, resumed=resumed)
                 await self.finished.wait()
@@ -529,7 +559,9 @@ class Run:
             raise
         except Exception as error:  # a bug in a helper task: fail this run, keep the process
             log.exception("run %s crashed", self.run_id)
-            self.outcome = RunOutcome(RunStatus.FAILED, f"internal error: {type(error).__name__}: {error}")
+            self.outcome = RunOutcome(
+                RunStatus.FAILED, f"internal error: {type(error).__name__}: {error}"
+            )
         await self._cleanup()
         assert self.outcome is not None
         return self.outcome
@@ -542,7 +574,11 @@ class Run:
             # what no snapshot saw yet (a file tool's snapshot takes only its own path)
             await asyncio.shield(self.snapshots.take(None, None, "end"))
         outcome = self.outcome or RunOutcome(RunStatus.INTERRUPTED, "the run was interrupted")
-        reason = "run stopped" if outcome.status in (RunStatus.CANCELLED, RunStatus.FAILED) else "run interrupted"
+        reason = (
+            "run stopped"
+            if outcome.status in (RunStatus.CANCELLED, RunStatus.FAILED)
+            else "run interrupted"
+        )
         if outcome.status == RunStatus.SUCCEEDED:
             reason = "run finished"
         for agent in self.agents.values():
@@ -551,7 +587,12 @@ class Run:
                     self.set_status(agent, AgentStatus.CANCELLED, reason)
                 except JournalError as error:  # a full disk: the next resume sees it as interrupted
                     agent.status = AgentStatus.CANCELLED
-                    log.error("run %s: %s could not be recorded as cancelled: %s", self.run_id, agent.agent_id, error)
+                    log.error(
+                        "run %s: %s could not be recorded as cancelled: %s",
+                        self.run_id,
+                        agent.agent_id,
+                        error,
+                    )
             if agent.runtime.waiting_on_blocker:
                 assert agent.runtime.blocker_future is not None
                 agent.runtime.blocker_future.cancel()
@@ -566,14 +607,19 @@ class Run:
                 tokens=self.tokens,
             )
             self.journal.clear_stop_request(self.run_id)  # a request for a run that ended is moot
-            self.journal.add_event(self.run_id, "run_finished", {"status": outcome.status, "summary": outcome.summary})
+            self.journal.add_event(
+                self.run_id, "run_finished", {"status": outcome.status, "summary": outcome.summary}
+            )
         except JournalError as error:
             # (a full disk): the outcome still reaches the caller; the row stays "running" and
             # the next `agentray runs` marks it interrupted, so it can be resumed
             log.error("run %s: the journal could not record its end: %s", self.run_id, error)
         self.publish(
             ev.RunFinished(
-                run_id=self.run_id, status=outcome.status, summary=outcome.summary, cost_usd=self.cost_usd
+                run_id=self.run_id,
+                status=outcome.status,
+                summary=outcome.summary,
+                cost_usd=self.cost_usd,
             )
         )
         self.changes.notify()
@@ -600,4 +646,3 @@ class Run:
 
     def truncate(self, text: str) -> str:
         return truncate_text(text, self.config.tool_output_limit)
-

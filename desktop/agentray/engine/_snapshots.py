@@ -24,10 +24,14 @@ _RUN_POINTS = ("base", "resume", "end")
 
 
 class RunSnapshots:
-    def __init__(self, journal: Journal, run_id: str, workspace: str, warn: Callable[[str], None]) -> None:
+    def __init__(
+        self, journal: Journal, run_id: str, workspace: str, warn: Callable[[str], None]
+    ) -> None:
         self.journal = journal
         self.run_id = run_id
-        self.checkpoints: Checkpoints | None = Checkpoints(journal, run_id, workspace) if git_available() else None
+        self.checkpoints: Checkpoints | None = (
+            Checkpoints(journal, run_id, workspace) if git_available() else None
+        )
         self._warn = warn
         self._warned = False
         self._claims: dict[str, tuple[str, str]] = {}  # path -> (agent, call) of a file tool
@@ -47,11 +51,17 @@ class RunSnapshots:
         their agent: the resume's snapshot gives them to it (commands' changes it cannot place)."""
         snapped = {s.call_id for s in self.journal.list_snapshots(self.run_id) if s.call_id}
         for call in self.journal.list_tool_calls(self.run_id):
-            if (call.name in ("write_file", "edit_file") and call.finished_at is not None
-                    and not call.is_error and call.call_id not in snapped):
+            if (
+                call.name in ("write_file", "edit_file")
+                and call.finished_at is not None
+                and not call.is_error
+                and call.call_id not in snapped
+            ):
                 self.claim(call.agent_id, call.call_id, call.input.get("path"))
 
-    async def take(self, agent_id: str | None, call_id: str | None, tool: str, path: str | None = None) -> None:
+    async def take(
+        self, agent_id: str | None, call_id: str | None, tool: str, path: str | None = None
+    ) -> None:
         """Snapshot after ``tool`` (or at a run point: base, resume, end); ``path``: what a file
         tool wrote, the only path its own snapshot takes."""
         if tool not in CHANGING_TOOLS and tool not in _RUN_POINTS:
@@ -66,7 +76,9 @@ class RunSnapshots:
             )
         except Exception as error:  # git or the disk failed: the work goes on without this snapshot
             log.warning("run %s: snapshot after %s failed: %s", self.run_id, tool, error)
-            self._warn_once(f"a snapshot for undo failed ({error}); later changes may not be undoable")
+            self._warn_once(
+                f"a snapshot for undo failed ({error}); later changes may not be undoable"
+            )
             return
         if snapshot is not None:
             for changed in self.checkpoints.last_paths:

@@ -61,7 +61,12 @@ class AgentRecord:
 
     @property
     def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens + self.cache_creation_tokens + self.cache_read_tokens
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_creation_tokens
+            + self.cache_read_tokens
+        )
 
     @property
     def active(self) -> bool:
@@ -167,7 +172,11 @@ class AgentState:
             out["blocker"] = self.blocker or self.status_reason
         elif self.status == AgentStatus.CANCELLED:
             out["summary"] = self.summary or self.status_reason or "cancelled"
-        if self.status_reason and self.status in (AgentStatus.FAILED, AgentStatus.CANCELLED, AgentStatus.QUEUED):
+        if self.status_reason and self.status in (
+            AgentStatus.FAILED,
+            AgentStatus.CANCELLED,
+            AgentStatus.QUEUED,
+        ):
             out["reason"] = self.status_reason
         return out
 

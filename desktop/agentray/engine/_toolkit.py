@@ -90,7 +90,9 @@ def validate_input(tool: Tool, raw: Any) -> dict[str, Any]:
             if not all(isinstance(item, item_types) for item in value):  # type: ignore[attr-defined]
                 raise ToolError(f"{tool.name}: every item of {name} must be a {item_kind}")
         if "enum" in spec and value not in spec["enum"]:
-            raise ToolError(f"{tool.name}: {name} must be one of {', '.join(map(str, spec['enum']))}")
+            raise ToolError(
+                f"{tool.name}: {name} must be one of {', '.join(map(str, spec['enum']))}"
+            )
         if kind in ("integer", "number"):
             if "minimum" in spec and value < spec["minimum"]:
                 raise ToolError(f"{tool.name}: {name} must be >= {spec['minimum']}")

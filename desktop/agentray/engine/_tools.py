@@ -20,7 +20,13 @@ from ._run import Run
 from ._state import AgentState
 from ._toolkit import Tool, prop
 
-__all__ = ["RESUMABLE_TOOLS", "conclude_finish", "describe_call", "refusal_for_missing_tool", "tools_for"]
+__all__ = [
+    "RESUMABLE_TOOLS",
+    "conclude_finish",
+    "describe_call",
+    "refusal_for_missing_tool",
+    "tools_for",
+]
 
 # Tools without side effects to fear, run again when a run resumes mid-call: monitors wait
 # again, escalate re-attaches to its journal row, report_blocker blocks again.
@@ -35,14 +41,18 @@ async def spawn_agent(run: Run, agent: AgentState, args: dict[str, Any]) -> dict
         raise ToolError("spawn_agent: task must not be empty")
     cfg = run.config
     if agent.depth + 1 > cfg.max_depth:
-        raise ToolError(f"spawn refused by cap max_depth={cfg.max_depth}: agents at depth {agent.depth} may not spawn")
+        raise ToolError(
+            f"spawn refused by cap max_depth={cfg.max_depth}: agents at depth {agent.depth} may not spawn"
+        )
     if run.spawned_count() >= cfg.max_agents:
         raise ToolError(
             f"spawn refused by cap max_agents={cfg.max_agents}: this run has spawned {run.spawned_count()} agents; "
             "reuse results, or finish"
         )
     if run.budget_usd is not None and run.cost_usd >= run.budget_usd:
-        raise ToolError(f"spawn refused by cap budget_usd={run.budget_usd:.2f}: ${run.cost_usd:.2f} spent")
+        raise ToolError(
+            f"spawn refused by cap budget_usd={run.budget_usd:.2f}: ${run.cost_usd:.2f} spent"
+        )
     depends_on = tuple(dict.fromkeys(args.get("depends_on") or ()))
     ancestors = _lineage(run, agent)
     for dep in depends_on:
@@ -72,9 +82,15 @@ async def spawn_agent(run: Run, agent: AgentState, args: dict[str, Any]) -> dict
         )
         if target is not None:
             run.ledger.record_mitigation(target, child.agent_id)
-        result = {"agent_id": child.agent_id, "status": child.status.value, "progress_file": child.progress.relative_path}
+        result = {
+            "agent_id": child.agent_id,
+            "status": child.status.value,
+            "progress_file": child.progress.relative_path,
+        }
         if "_call_id" in args:
-            run.journal.finish_tool_call(run.run_id, args["_call_id"], result=result, is_error=False)
+            run.journal.finish_tool_call(
+                run.run_id, args["_call_id"], result=result, is_error=False
+            )
     run.progress(agent, "UPDATE", f"spawned {child.agent_id} ({role.value}): {child.title}")
     run.start_agent(child)
     return result
@@ -130,7 +146,9 @@ async def check_agents(run: Run, agent: AgentState, args: dict[str, Any]) -> dic
     if ids:
         targets = _resolve_ids(run, agent, ids)
     else:
-        targets = [a for a in run.agents.values() if a.agent_id != agent.agent_id and not a.is_orchestrator]
+        targets = [
+            a for a in run.agents.values() if a.agent_id != agent.agent_id and not a.is_orchestrator
+        ]
     tail_lines = args.get("tail_lines")
     tail = int(tail_lines) if tail_lines is not None else 5
     rows = []
@@ -171,10 +189,14 @@ async def sleep(run: Run, agent: AgentState, args: dict[str, Any]) -> dict[str, 
         return [
             a
             for a in run.agents.values()
-            if a.agent_id != agent.agent_id and a.status in SETTLED and before.get(a.agent_id) != a.status
+            if a.agent_id != agent.agent_id
+            and a.status in SETTLED
+            and before.get(a.agent_id) != a.status
         ]
 
-    woke = await run.changes.wait_for(lambda: bool(changed()) or len(run.notices) > notices_before, seconds)
+    woke = await run.changes.wait_for(
+        lambda: bool(changed()) or len(run.notices) > notices_before, seconds
+    )
     result: dict[str, Any] = {
         "slept_s": round(loop.time() - started, 3),
         "woke_early": woke,
@@ -240,7 +262,12 @@ async def cancel_agent(run: Run, agent: AgentState, args: dict[str, Any]) -> dic
     also = [a.agent_id for a in run.descendants(target_id) if a.status in ACTIVE]
     killed = await run.ledger.cancel(target_id, reason)
     run.progress(agent, "UPDATE", f"cancelled {target_id}: {reason}")
-    return {"agent_id": target_id, "status": target.status.value, "processes_killed": killed, "also_cancelled": also}
+    return {
+        "agent_id": target_id,
+        "status": target.status.value,
+        "processes_killed": killed,
+        "also_cancelled": also,
+    }
 
 
 async def finish(run: Run, agent: AgentState, args: dict[str, Any]) -> dict[str, Any]:
@@ -255,7 +282,11 @@ def conclude_finish(run: Run, agent: AgentState, summary: str, outcome: str) -> 
     """What an accepted finish does; also replayed when a crash came between it and the run's end."""
     status = RunStatus.SUCCEEDED if outcome == "success" else RunStatus.FAILED
     run.ledger.record_result(agent, summary)
-    run.set_status(agent, AgentStatus.DONE if outcome == "success" else AgentStatus.FAILED, f"finish: {outcome}")
+    run.set_status(
+        agent,
+        AgentStatus.DONE if outcome == "success" else AgentStatus.FAILED,
+        f"finish: {outcome}",
+    )
     # a success with failed or cancelled workers says so (a failure's summary is about failing)
     report = run.plan_report() if status == RunStatus.SUCCEEDED else ""
     run.conclude(status, f"{summary}\n\n{report}" if report else summary)
@@ -284,7 +315,11 @@ async def write_file(run: Run, agent: AgentState, args: dict[str, Any]) -> dict[
 async def edit_file(run: Run, agent: AgentState, args: dict[str, Any]) -> dict[str, Any]:
     run.snapshots.claim(agent.agent_id, args.get("_call_id"), args["path"])
     result = await finish_in_thread(
-        run.files.edit_file, args["path"], args["old_string"], args["new_string"], bool(args.get("replace_all"))
+        run.files.edit_file,
+        args["path"],
+        args["old_string"],
+        args["new_string"],
+        bool(args.get("replace_all")),
     )
     run.progress(agent, "UPDATE", f"edited {result.get('path', args['path'])}")
     return result
@@ -345,11 +380,20 @@ ORCHESTRATION_TOOLS = {
             "Use depends_on to start it only after other agents are done; use mitigates=<agent_id> for the one "
             "mitigation a blocker gets.",
             {
-                "task": prop(_S, "Everything the agent needs to know: goal, files, constraints, definition of done."),
+                "task": prop(
+                    _S,
+                    "Everything the agent needs to know: goal, files, constraints, definition of done.",
+                ),
                 "title": prop(_S, "A short title (a few words)."),
-                "role": prop(_S, "worker edits code; explorer reads and reports; fixer repairs a failure.", enum=[r.value for r in WORKER_ROLES]),
+                "role": prop(
+                    _S,
+                    "worker edits code; explorer reads and reports; fixer repairs a failure.",
+                    enum=[r.value for r in WORKER_ROLES],
+                ),
                 "depends_on": prop(_A, "Agent ids that must be done before this agent starts."),
-                "mitigates": prop(_S, "Agent id of the blocker this agent mitigates (one mitigation per blocker)."),
+                "mitigates": prop(
+                    _S, "Agent id of the blocker this agent mitigates (one mitigation per blocker)."
+                ),
             },
             spawn_agent,
             required=("task",),
@@ -361,7 +405,12 @@ ORCHESTRATION_TOOLS = {
             {
                 "agent_ids": prop(_A, "Agents to wait for (default: the ones you spawned)."),
                 "mode": prop(_S, "all (default) or any.", enum=["all", "any"]),
-                "timeout_s": prop(_N, "Give up waiting after this many seconds (default 900).", minimum=0, maximum=86400),
+                "timeout_s": prop(
+                    _N,
+                    "Give up waiting after this many seconds (default 900).",
+                    minimum=0,
+                    maximum=86400,
+                ),
             },
             await_agents,
             waits=True,
@@ -371,7 +420,9 @@ ORCHESTRATION_TOOLS = {
             "Look without waiting: status and the tail of each agent's progress file.",
             {
                 "agent_ids": prop(_A, "Agents to look at (default: all)."),
-                "tail_lines": prop(_I, "Progress lines per agent (default 5).", minimum=0, maximum=200),
+                "tail_lines": prop(
+                    _I, "Progress lines per agent (default 5).", minimum=0, maximum=200
+                ),
             },
             check_agents,
         ),
@@ -448,14 +499,19 @@ READ_TOOLS = {
         ),
         Tool(
             "list_files",
-            "List files under a folder of the workspace (recursive). Bytes of a name that are not "
+            "List files under a folder of the workspace (recursive; what git ignores is left "
+            "out). Bytes of a name that are not "
             "UTF-8 are shown as \\xHH (a real backslash as \\\\); use the name as shown.",
-            {"path": prop(_S, "Folder (default: the workspace)."), "glob": prop(_S, "Filter such as *.py.")},
+            {
+                "path": prop(_S, "Folder (default: the workspace)."),
+                "glob": prop(_S, "Filter such as *.py."),
+            },
             list_files,
         ),
         Tool(
             "search_files",
-            "Search file contents with a regular expression (binary and very large files are "
+            "Search file contents with a regular expression, leaving out what git ignores "
+            "(binary and very large files are "
             "skipped and counted).",
             {
                 "pattern": prop(_S, "Python regular expression."),
@@ -481,7 +537,10 @@ WORKER_TOOLS = {
         Tool(
             "write_file",
             "Create or overwrite a file of the workspace.",
-            {"path": prop(_S, "Path relative to the workspace."), "content": prop(_S, "The whole new content.")},
+            {
+                "path": prop(_S, "Path relative to the workspace."),
+                "content": prop(_S, "The whole new content."),
+            },
             write_file,
             required=("path", "content"),
         ),
@@ -553,7 +612,18 @@ def refusal_for_missing_tool(run: Run, agent: AgentState, name: str, tools: dict
 def describe_call(name: str, raw: Any) -> str:
     if not isinstance(raw, dict):
         return name
-    for key in ("command", "path", "title", "task", "question", "agent_ids", "agent_id", "note", "description", "summary"):
+    for key in (
+        "command",
+        "path",
+        "title",
+        "task",
+        "question",
+        "agent_ids",
+        "agent_id",
+        "note",
+        "description",
+        "summary",
+    ):
         if raw.get(key):
             value = raw[key] if isinstance(raw[key], str) else json.dumps(raw[key])
             value = " ".join(value.split())

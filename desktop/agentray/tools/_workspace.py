@@ -11,37 +11,38 @@ name as ``\\\\``) and are accepted back in that form; see :mod:`agentray.tools._
 
 ``read_file`` streams: it reads up to its window (plus a bounded look-ahead to count the lines),
 never the whole of a big file, and its memory is bounded whatever the line lengths.
+
+``list_files`` and ``search_files`` skip what git ignores; a search runs on ripgrep when installed;
+see :mod:`agentray.tools._ignore` and :mod:`agentray.tools._search`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
 import os
 import re
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from agentray.errors import ConfinementError, ToolError
+from agentray.tools import _search
+from agentray.tools._ignore import SKIP_DIRS
 from agentray.tools._names import NAME_ESCAPE_NOTE, is_escaped, parse_name, show_name
+from agentray.tools._search import ENGINES, Engine
 
 __all__ = ["ENGINE_DIR", "SKIP_DIRS", "Workspace", "finish_in_thread"]
 
 _T = TypeVar("_T")
 
 ENGINE_DIR = "agent-responses"  # the engine writes progress files here; agents may only read
-SKIP_DIRS = frozenset(
-    {".git", "node_modules", "__pycache__", ".venv", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
-)
 
 MAX_LINE_CHARS = 2000  # read_file clips longer lines
-MAX_MATCH_CHARS = 300  # search_files clips the text of a matching line
 MAX_EDIT_BYTES = 10 * 1024 * 1024
 MAX_SEARCH_BYTES = 5 * 1024 * 1024  # bigger files are skipped by search_files
 _SNIFF_BYTES = 8192  # a NUL byte in the first 8 KiB makes a file binary
@@ -76,23 +77,6 @@ def _check_glob(value: object) -> str | None:
 
 def _looks_binary(sample: bytes) -> bool:
     return b"\0" in sample
-
-
-def _iter_lines(f: IO[str]) -> Iterator[tuple[str, bool]]:
-    """Yield (line without its newline, clipped) with bounded memory, even for huge lines."""
-    while True:
-        piece = f.readline(_READ_CHUNK)
-        if not piece:
-            return
-        if piece.endswith("\n") or len(piece) < _READ_CHUNK:
-            yield piece.rstrip("\r\n"), False
-            continue
-        # A line longer than one chunk: keep its start, skip the rest of it.
-        while True:
-            rest = f.readline(_READ_CHUNK)
-            if not rest or rest.endswith("\n") or len(rest) < _READ_CHUNK:
-                break
-        yield piece, True
 
 
 def _glob_matches(rel: str, glob: str) -> bool:
@@ -233,7 +217,9 @@ def _render_line(data: bytes, length: int, complete: bool) -> tuple[str, bool, b
             data.decode("utf-8")
         except UnicodeDecodeError as exc:
             # a character split by the clipping is not the file's fault
-            bad = not (cut and exc.start >= len(data) - 3 and exc.reason == "unexpected end of data")
+            bad = not (
+                cut and exc.start >= len(data) - 3 and exc.reason == "unexpected end of data"
+            )
     if cut or len(text) > MAX_LINE_CHARS:
         size = f"{length} bytes in all" if complete else f"more than {length} bytes"
         return text[:MAX_LINE_CHARS] + f" …[line clipped; {size}]", True, bad
@@ -260,7 +246,9 @@ async def finish_in_thread(fn: Callable[..., _T], *args: Any) -> _T:
 class Workspace:
     """The directory an agent works in; every file tool goes through :meth:`resolve`."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, *, engine: Engine = "auto") -> None:
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}")
         if not isinstance(root, str | Path):
             raise ToolError("workspace root must be a path")
         path = Path(root).expanduser()
@@ -269,6 +257,8 @@ class Workspace:
         if not path.is_dir():
             raise ToolError(f"workspace is not a directory: {root}")
         self.root: Path = path.resolve()
+        self.engine: Engine = engine  # how search_files runs; "auto": ripgrep when installed
+        self.last_engine = ""  # which one served the last list or search (for tests and benches)
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"
@@ -482,7 +472,9 @@ class Workspace:
             raise ConfinementError(f"path {shown!r} leads outside the workspace; refused")
         mode = stat.S_IMODE(st.st_mode) if st is not None else _NEW_FILE_MODE
         try:
-            fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{real.name[:64]}.", suffix=".agentray-tmp")
+            fd, tmp = tempfile.mkstemp(
+                dir=parent, prefix=f".{real.name[:64]}.", suffix=".agentray-tmp"
+            )
         except OSError as exc:
             raise ToolError(f"cannot write {shown}: {exc.strerror or exc}") from None
         try:
@@ -539,16 +531,6 @@ class Workspace:
         self._atomic_write(real, shown, new_text.encode("utf-8", errors="surrogatepass"))
         return {"path": shown, "replacements": count}
 
-    def _walk(self, base: Path) -> Iterator[Path]:
-        """Files under ``base`` in sorted order, skipping tool/VCS folders; symlinked dirs not entered."""
-        if not base.is_dir():
-            yield base
-            return
-        for dirpath, dirnames, filenames in os.walk(base):
-            dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
-            for name in sorted(filenames):
-                yield Path(dirpath, name)
-
     def _base_dir(self, path: str) -> Path:
         base = self.resolve(path)
         if not base.exists():
@@ -558,7 +540,8 @@ class Workspace:
     def list_files(
         self, path: str = ".", glob: str | None = None, limit: int = 500
     ) -> dict[str, Any]:
-        """Files under ``path`` (recursively), as sorted paths relative to the workspace root.
+        """Files under ``path`` (recursively) that git does not ignore, as sorted paths relative to
+        the workspace root; the first ``limit`` of them, ``truncated`` and a note when cut.
 
         Names are in the shown form (:func:`show_name`); ``glob`` matches that form.
         """
@@ -566,32 +549,17 @@ class Workspace:
         pattern = _check_glob(glob)
         _check_int(limit, "limit", minimum=1)
         base = self._base_dir(path)
-        base_is_dir = base.is_dir()
-        files: list[str] = []
-        for file in self._walk(base):
-            if pattern is not None and not _glob_matches(self._rel_to(file, base, base_is_dir), pattern):
-                continue
-            files.append(self._rel(file))
-            if len(files) > limit:
-                break
-        files.sort()
-        result: dict[str, Any] = {"files": files[:limit], "truncated": len(files) > limit}
-        if any(is_escaped(f) for f in result["files"]):
-            result["note"] = NAME_ESCAPE_NOTE
-        return result
-
-    @staticmethod
-    def _rel_to(file: Path, base: Path, base_is_dir: bool) -> str:
-        """The shown path of ``file`` below the listed folder (its name when a file was listed)."""
-        return show_name(file.relative_to(base).as_posix() if base_is_dir else file.name)
+        self.last_engine = "python"  # listing never needs ripgrep; see _search.list_files
+        return _search.list_files(self.root, base, pattern, limit, _glob_matches)
 
     def search_files(
         self, pattern: str, path: str = ".", glob: str | None = None, limit: int = 200
     ) -> dict[str, Any]:
-        """Lines matching the regular expression ``pattern`` in text files under ``path``.
+        """Lines matching the regular expression ``pattern`` in text files under ``path`` that git
+        does not ignore; the first ``limit`` of them, ``truncated`` and a note when cut.
 
-        Binary files (a NUL byte in the first 8 KiB) and files over MAX_SEARCH_BYTES are skipped
-        and counted in ``skipped``; bytes that are not UTF-8 are matched as U+FFFD.
+        Binary files (a NUL byte in the first 8 KiB) that match and files over MAX_SEARCH_BYTES
+        are skipped and counted in ``skipped``; bytes that are not UTF-8 are shown as U+FFFD.
         """
         _check_str(pattern, "pattern", allow_empty=False)
         _check_str(path, "path")
@@ -602,65 +570,7 @@ class Workspace:
         except re.error as exc:
             raise ToolError(f"bad regular expression {pattern!r}: {exc}") from None
         base = self._base_dir(path)
-        base_is_dir = base.is_dir()
-        matches: list[dict[str, Any]] = []
-        skipped = {"binary": 0, "too_large": 0}
-        truncated = False
-        for file in self._walk(base):
-            if file_glob is not None and not _glob_matches(
-                self._rel_to(file, base, base_is_dir), file_glob
-            ):
-                continue
-            # A symlink inside may point outside: never read through it.
-            real = Path(os.path.realpath(file))
-            if not self._inside(real):
-                continue
-            shown: str | None = None
-            for line_no, text in self._grep(real, regex, skipped):
-                if len(matches) >= limit:
-                    truncated = True
-                    break
-                if shown is None:
-                    shown = self._rel(file)
-                matches.append({"path": shown, "line": line_no, "text": text})
-            if truncated:
-                break
-        result: dict[str, Any] = {"matches": matches, "truncated": truncated}
-        if any(skipped.values()):
-            result["skipped"] = {k: v for k, v in skipped.items() if v}
-            if skipped["too_large"]:
-                result["skipped_note"] = (
-                    f"files over {MAX_SEARCH_BYTES} bytes are not searched; use run_command "
-                    "(grep) or read_file with offset for them"
-                )
-        if any(is_escaped(m["path"]) for m in matches):
-            result["note"] = NAME_ESCAPE_NOTE
+        result, self.last_engine = _search.search_files(
+            self.root, base, regex, file_glob, limit, MAX_SEARCH_BYTES, _glob_matches, self.engine
+        )
         return result
-
-    def _grep(
-        self, file: Path, regex: re.Pattern[str], skipped: dict[str, int]
-    ) -> Iterator[tuple[int, str]]:
-        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-        try:
-            fd = os.open(file, flags)
-        except OSError:
-            return  # vanished, unreadable, or swapped for a symlink since it was vetted
-        with os.fdopen(fd, "rb") as raw:
-            st = os.fstat(raw.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                return
-            if st.st_size > MAX_SEARCH_BYTES:
-                skipped["too_large"] += 1
-                return
-            try:
-                head = raw.read(_SNIFF_BYTES)
-                if _looks_binary(head):
-                    skipped["binary"] += 1
-                    return
-                raw.seek(0)
-                with io.TextIOWrapper(raw, encoding="utf-8", errors="replace") as f:
-                    for number, (line, _clipped) in enumerate(_iter_lines(f), start=1):
-                        if regex.search(line):
-                            yield number, line[:MAX_MATCH_CHARS]
-            except OSError:
-                return  # an I/O error mid-file (a bad disk, a file truncated meanwhile)

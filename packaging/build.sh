@@ -21,6 +21,10 @@ QT_QPA_PLATFORM=offscreen "$PYTHON" packaging/make_icons.py
 APP="$ROOT/dist/agentray/agentray"
 [[ -x "$APP" ]] || APP="$ROOT/dist/agentray/agentray.exe"
 
+echo "== ripgrep ships with the app (fast, gitignore-aware search)"
+find "$ROOT/dist/agentray" -maxdepth 2 -name 'rg' -o -maxdepth 2 -name 'rg.exe' | grep -q . \
+    || { echo "ripgrep is missing from the bundle" >&2; exit 1; }
+
 echo "== smoke: --version"
 "$APP" --version
 

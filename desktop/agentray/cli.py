@@ -9,17 +9,18 @@ import argparse
 import asyncio
 import contextlib
 import getpass
-import math
+import logging
 import os
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from agentray import __version__
-from agentray.console import EscalationResponder, Reporter, print_json
-from agentray.engine import DEFAULT_MODEL, RunConfig, RunOutcome
+from agentray._cli_parser import build_parser
+from agentray.console import EscalationResponder, Reporter, plural, print_json
+from agentray.engine import RunConfig, RunOutcome
 from agentray.errors import (
     AgentrayError,
     BadInputError,
@@ -29,133 +30,9 @@ from agentray.errors import (
     NoApiKeyError,
 )
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 3
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_BAD_INPUT, f"agentray: {message} (see `{self.prog} --help`)\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
-def _days(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more days")
-    return value
-
-
-def _budget(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of USD") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of USD")
-    return value
-
-
-def _add_run_flags(parser: argparse.ArgumentParser, *, demo: bool = False) -> None:
-    parser.add_argument("--dir", help="project folder (default: the current folder)" if not demo else
-                        "new or empty folder for the demo project (default: a temporary folder)")
-    parser.add_argument("--build", help="build / validation command; finish needs it to pass")
-    parser.add_argument("--model", help=f"orchestrator model (default {DEFAULT_MODEL})")
-    parser.add_argument("--worker-model", help="model for workers (default: --model)")
-    parser.add_argument("--max-agents", type=_positive_int, help="agents per run (default 30)")
-    parser.add_argument("--max-concurrent", type=_positive_int, help="agents talking to the model at once (default 6)")
-    parser.add_argument("--max-depth", type=_positive_int, help="nesting depth (default 2)")
-    parser.add_argument("--budget", type=_budget, help="USD per run (default 10); reaching it asks you")
-    parser.add_argument("--base-url", help="Messages-API endpoint (default: ANTHROPIC_BASE_URL or Anthropic)")
-    parser.add_argument(
-        "--on-escalation",
-        choices=("ask", "deny", "fail"),
-        help="answer escalations: ask on the terminal (default on a terminal), deny, or fail the run "
-        + ("(default elsewhere: deny for the demo)" if demo else "(default elsewhere)"),
-    )
-    parser.add_argument("--json", action="store_true", help="print JSON-lines events instead of progress")
-    _add_sandbox_flags(parser)
-
-
-def _add_sandbox_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--allow-network", action="store_true", default=None,
-        help="let agents' commands reach the network (default: no network, not even localhost)",
-    )
-    parser.add_argument(
-        "--no-sandbox", dest="sandbox", action="store_false", default=None,
-        help="run agents' commands unconfined, with your full authority (only where no sandbox exists)",
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="agentray", description="Async multi-agent orchestration in your tray.")
-    parser.add_argument("--version", action="version", version=f"agentray {__version__}")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-
-    run = sub.add_parser("run", help="run a goal headless in a project folder")
-    run.add_argument("goal", help="what the agents should achieve")
-    _add_run_flags(run)
-
-    demo = sub.add_parser("demo", help="the offline demo (no key, no network)")
-    demo.add_argument("--headless", action="store_true", help="in the terminal instead of the tray")
-    _add_run_flags(demo, demo=True)
-
-    sub.add_parser("tray", help="start the tray app (the default)")
-
-    runs = sub.add_parser("runs", help="list runs from the journal")
-    runs.add_argument("--limit", type=_positive_int, default=20, help="how many runs to list (default 20)")
-    runs.add_argument(
-        "--prune", type=_days, nargs="?", const=30.0, metavar="DAYS",
-        help="forget runs that ended more than DAYS ago (default 30), with their snapshots",
-    )
-    runs.add_argument("--json", action="store_true")
-
-    show = sub.add_parser("show", help="show one run: agents, escalations, usage")
-    show.add_argument("run", help="run id (or a unique prefix)")
-    show.add_argument("--json", action="store_true")
-
-    resume = sub.add_parser("resume", help="continue an interrupted or stopped run")
-    resume.add_argument("run", help="run id (or a unique prefix)")
-    resume.add_argument("--base-url")
-    resume.add_argument("--on-escalation", choices=("ask", "deny", "fail"))
-    resume.add_argument("--json", action="store_true")
-    _add_sandbox_flags(resume)
-
-    stop = sub.add_parser("stop", help="stop a run (from any process)")
-    target = stop.add_mutually_exclusive_group(required=True)
-    target.add_argument("run", nargs="?", help="run id (or a unique prefix)")
-    target.add_argument("--all", action="store_true", help="every running run")
-
-    diff = sub.add_parser("diff", help="what a run (or one of its agents) changed, as a unified diff")
-    diff.add_argument("run", help="run id (or a unique prefix)")
-    diff.add_argument("--agent", help="only this agent's changes (e.g. a002)")
-    diff.add_argument("--stat", action="store_true", help="files with +/- line counts and who changed them")
-
-    undo = sub.add_parser("undo", help="put the files a run (or one agent) changed back as they were")
-    undo.add_argument("run", help="run id (or a unique prefix)")
-    undo.add_argument("--agent", help="only this agent's changes")
-    undo.add_argument("--force", action="store_true",
-                      help="also over later edits, and files another agent changed too")
-
-    sub.add_parser("doctor", help="check the sandbox, keyring, notifications, display and key")
-
-    key = sub.add_parser("key", help="the API key in the OS keyring")
-    key.add_argument("action", choices=("set", "status", "delete"))
-    return parser
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -175,10 +52,12 @@ def _find_run(journal: Any, ref: str) -> Any:
     row = journal.get_run(ref)
     if row is not None:
         return row
-    matches = journal.runs_matching(ref)
+    matches = journal.runs_matching(ref, limit=6)
     if len(matches) > 1:
-        more = ", …" if len(matches) == 5 else ""
-        raise BadInputError(f"ambiguous run {ref!r}: {', '.join(matches)}{more}; give more of the id")
+        more = ", …" if len(matches) > 5 else ""
+        raise BadInputError(
+            f"ambiguous run {ref!r}: {', '.join(matches[:5])}{more}; give more of the id"
+        )
     raise BadInputError(f"no run {ref!r} (see `agentray runs`)")
 
 
@@ -190,7 +69,9 @@ def _policy(flag: str | None, *, demo: bool) -> str:
     return "deny" if demo else "fail"
 
 
-def _config_from(args: argparse.Namespace, goal: str, workspace: str, build: str | None) -> RunConfig:
+def _config_from(
+    args: argparse.Namespace, goal: str, workspace: str, build: str | None
+) -> RunConfig:
     values: dict[str, Any] = {"goal": goal, "workspace": workspace, "build_command": build}
     for flag, field in (
         ("model", "model"),
@@ -215,10 +96,20 @@ def _exit_code(outcome: RunOutcome) -> int:
 
 
 async def _drive(
-    engine: Any, start: Any, *, policy: str, json_lines: bool, after: str | None = None
+    engine: Any,
+    start: Callable[[], Awaitable[str]],
+    *,
+    policy: str,
+    json_lines: bool,
+    after: str | None = None,
+    agents: list[Any] | None = None,
 ) -> int:
-    """Start (or resume) a run, print it, answer escalations, map the outcome to an exit code."""
+    """Start (or resume) a run, print it, answer escalations, map the outcome to an exit code.
+
+    The output goes through the reporter's own thread: a terminal or pipe that is not read
+    never holds up the run (PRODUCT.md, issue 10 item 7)."""
     reporter = Reporter(json_lines=json_lines)
+    reporter.know(agents or [])  # a resumed run's agents, so their lines say who they are
     responder = EscalationResponder(engine, policy, reporter)
     engine.subscribe(reporter)
     engine.subscribe(responder)
@@ -232,7 +123,9 @@ async def _drive(
         if interrupts > 1:
             os._exit(EXIT_CANCELLED)
         for run_id in run_ids:
-            engine.stop_run(run_id, status="interrupted", reason=f"interrupted ({signal.Signals(signum).name})")
+            engine.stop_run(
+                run_id, status="interrupted", reason=f"interrupted ({signal.Signals(signum).name})"
+            )
         sys.stderr.write("\nagentray: stopping… (press Ctrl-C again to quit at once)\n")
 
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -240,21 +133,38 @@ async def _drive(
             loop.add_signal_handler(signum, on_signal, signum)
     reporter.start()
     try:
-        run_id = await start()
-        run_ids.append(run_id)
-        outcome = await engine.wait(run_id)
+        try:
+            run_id = await start()
+            run_ids.append(run_id)
+            outcome = await engine.wait(run_id)
+        finally:
+            await engine.aclose()
+        if not json_lines and engine.journal.list_snapshots(run_id):
+            reporter.text(
+                f"review: `agentray diff {run_id} --stat` · put back: `agentray undo {run_id}`\n"
+            )
+        if after and not json_lines:
+            reporter.text(after.format(run_id=run_id))
     finally:
-        reporter.stop()
-        await engine.aclose()
+        await asyncio.to_thread(reporter.stop)
+        unwritten = reporter.unwritten_message()
+        if unwritten:
+            sys.stderr.write(unwritten + "\n")
     if outcome.status != "succeeded" and not json_lines:
         sys.stderr.write(f"agentray: run {run_id} {outcome.status}: {outcome.summary}\n")
         if outcome.status in ("interrupted", "cancelled", "failed") and outcome.resumable:
             sys.stderr.write(f"agentray: resume it with `agentray resume {run_id}`\n")
-    if not json_lines and engine.journal.list_snapshots(run_id):
-        sys.stdout.write(f"review: `agentray diff {run_id} --stat` · put back: `agentray undo {run_id}`\n")
-    if after and not json_lines:
-        sys.stdout.write(after.format(run_id=run_id))
     return _exit_code(outcome)
+
+
+def _reachable(base_url: str | None) -> None:
+    """Exit 2 at once, before a run exists, if nothing listens at the model's address: no run
+    row, no progress files, no checkpoint, and no retries spent on a closed port."""
+    from agentray.model.anthropic_client import DEFAULT_BASE_URL, endpoint_problem
+
+    problem = endpoint_problem(base_url)
+    if problem:
+        raise BadInputError(f"cannot reach the model at {base_url or DEFAULT_BASE_URL}: {problem}")
 
 
 def _resolve_key() -> str:
@@ -285,11 +195,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = validate_config(_config_from(args, args.goal, _workspace_arg(args.dir), args.build))
     key = _resolve_key()
     base_url = args.base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
+    _reachable(base_url)
     policy = _policy(args.on_escalation, demo=False)
 
     async def go() -> int:
         engine = build_engine(api_key=key, base_url=base_url, journal=_journal())
-        return await _drive(engine, lambda: engine.start_run(config), policy=policy, json_lines=args.json)
+        return await _drive(
+            engine, lambda: engine.start_run(config), policy=policy, json_lines=args.json
+        )
 
     return asyncio.run(go())
 
@@ -297,7 +210,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _require_display() -> None:
     """Qt aborts the process without a display: say so on one line instead."""
     if sys.platform.startswith("linux") and not (
-        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.environ.get("QT_QPA_PLATFORM")
+        os.environ.get("DISPLAY")
+        or os.environ.get("WAYLAND_DISPLAY")
+        or os.environ.get("QT_QPA_PLATFORM")
     ):
         raise BadInputError(
             "no graphical session (DISPLAY and WAYLAND_DISPLAY are unset): the tray needs one; "
@@ -317,22 +232,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from agentray.sandbox import detect_sandbox
 
     if args.base_url:
-        sys.stderr.write("agentray: the demo always uses its offline simulator; --base-url is ignored\n")
+        sys.stderr.write(
+            "agentray: the demo always uses its offline simulator; --base-url is ignored\n"
+        )
     session = DemoSession.start(Path(args.dir) if args.dir else None)
     policy = _policy(args.on_escalation, demo=True)
     try:
         base = session.config()
-        config = _config_from(args, base.goal, base.workspace, args.build or base.build_command).replace(
-            model=args.model or base.model, budget_usd=args.budget or base.budget_usd
-        )
+        config = _config_from(
+            args, base.goal, base.workspace, args.build or base.build_command
+        ).replace(model=args.model or base.model, budget_usd=args.budget or base.budget_usd)
         if config.sandbox and args.sandbox is None and not detect_sandbox().available:
             # the demo's commands are its own script, not a model's: it may run without a sandbox
-            sys.stderr.write(f"agentray: the demo runs without a command sandbox ({detect_sandbox().problem})\n")
+            sys.stderr.write(
+                f"agentray: the demo runs without a command sandbox ({detect_sandbox().problem})\n"
+            )
             config = config.replace(sandbox=False)
         config = validate_config(config)
 
         async def go() -> int:
-            engine = build_engine(api_key=session.api_key, base_url=session.base_url, journal=_journal())
+            engine = build_engine(
+                api_key=session.api_key, base_url=session.base_url, journal=_journal()
+            )
             return await _drive(
                 engine,
                 lambda: engine.start_run(config),
@@ -368,16 +289,21 @@ def cmd_resume(args: argparse.Namespace) -> int:
     else:
         key = _resolve_key()
         base_url = args.base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
+        _reachable(base_url)
     policy = _policy(args.on_escalation, demo=demo)
+    agents = journal.list_agents(row.run_id)
     try:
 
         async def go() -> int:
             engine = build_engine(api_key=key, base_url=base_url, journal=journal)
             return await _drive(
                 engine,
-                lambda: engine.resume_run(row.run_id, sandbox=args.sandbox, allow_network=args.allow_network),
+                lambda: engine.resume_run(
+                    row.run_id, sandbox=args.sandbox, allow_network=args.allow_network
+                ),
                 policy=policy,
                 json_lines=args.json,
+                agents=agents,
             )
 
         return asyncio.run(go())
@@ -393,8 +319,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
         from agentray.checkpoints import prune_runs
 
         gone = prune_runs(journal, args.prune)
-        noun = "run" if len(gone) == 1 else "runs"
-        print(f"forgot {len(gone)} {noun} that ended more than {args.prune:g} days ago" + (f": {', '.join(gone)}" if gone else ""))
+        days = "1 day" if args.prune == 1 else f"{args.prune:g} days"
+        listed = f": {', '.join(gone)}" if gone else ""
+        print(f"forgot {plural(len(gone), 'run')} that ended more than {days} ago{listed}")
         return EXIT_OK
     rows = journal.list_runs(limit=args.limit)
     if args.json:
@@ -409,7 +336,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(row.started_at))
         goal = " ".join(row.goal.split())
         goal = goal if len(goal) <= 60 else goal[:57] + "..."
-        print(f"{row.run_id:<12} {row.status:<11} {started:<16} {agents:>6} {row.cost_usd or 0:>9.4f}  {goal}")
+        print(
+            f"{row.run_id:<12} {row.status:<11} {started:<16} {agents:>6} {row.cost_usd or 0:>9.4f}  {goal}"
+        )
     return EXIT_OK
 
 
@@ -431,6 +360,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     journal = _journal()
     journal.mark_interrupted_runs()
     row = _find_run(journal, args.run)
+    if args.timeline:
+        from agentray.timeline import load_timeline, print_timeline
+
+        print_timeline(load_timeline(journal, row.run_id).snapshot(time.time()))
+        return EXIT_OK
     agents = journal.list_agents(row.run_id)
     escalations = journal.list_escalations(row.run_id)
     usage = journal.run_usage(row.run_id)
@@ -438,13 +372,38 @@ def cmd_show(args: argparse.Namespace) -> int:
         data = _run_dict(journal, row)
         data["config"] = row.config
         data["agents"] = [
-            {k: getattr(a, k) for k in ("agent_id", "parent_id", "role", "title", "status", "status_reason",
-                                        "summary", "blocker", "turns", "cost_usd", "mitigated_by")}
+            {
+                k: getattr(a, k)
+                for k in (
+                    "agent_id",
+                    "parent_id",
+                    "role",
+                    "title",
+                    "status",
+                    "status_reason",
+                    "summary",
+                    "blocker",
+                    "turns",
+                    "cost_usd",
+                    "mitigated_by",
+                )
+            }
             for a in agents
         ]
         data["escalations"] = [
-            {k: getattr(e, k) for k in ("escalation_id", "agent_id", "kind", "question", "options", "answer",
-                                        "choice", "answered_by")}
+            {
+                k: getattr(e, k)
+                for k in (
+                    "escalation_id",
+                    "agent_id",
+                    "kind",
+                    "question",
+                    "options",
+                    "answer",
+                    "choice",
+                    "answered_by",
+                )
+            }
             for e in escalations
         ]
         data["usage"] = usage
@@ -457,7 +416,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"build:     {row.config['build_command']}")
     print(f"sandbox:   {_sandbox_words(row.config)}")
     print(
-        f"usage:     {usage.get('calls', 0)} calls, {usage.get('input_tokens', 0)} in / "
+        f"usage:     {plural(usage.get('calls', 0), 'call')}, {usage.get('input_tokens', 0)} in / "
         f"{usage.get('output_tokens', 0)} out / {usage.get('cache_read_tokens', 0)} cache read / "
         f"{usage.get('cache_creation_tokens', 0)} cache write tokens, ${usage.get('cost_usd', 0):.4f}"
     )
@@ -474,26 +433,36 @@ def cmd_show(args: argparse.Namespace) -> int:
             detail = " ".join(detail.split())
             detail = detail if len(detail) <= 90 else detail[:87] + "..."
             mitigation = f" [mitigated by {agent.mitigated_by}]" if agent.mitigated_by else ""
-            print(f"  {'  ' * depth}{agent.agent_id} {agent.role:<12} {agent.status:<9} {agent.title}{mitigation}"
-                  + (f" — {detail}" if detail else ""))
+            print(
+                f"  {'  ' * depth}{agent.agent_id} {agent.role:<12} {agent.status:<9} {agent.title}{mitigation}"
+                + (f" — {detail}" if detail else "")
+            )
             walk(agent.agent_id, depth + 1)
 
     walk(None, 0)
     if escalations:
         print("\nescalations:")
         for esc in escalations:
-            state = f"answered by {esc.answered_by}: {esc.choice or esc.answer}" if esc.answered_at else "PENDING"
+            state = (
+                f"answered by {esc.answered_by}: {esc.choice or esc.answer}"
+                if esc.answered_at
+                else "PENDING"
+            )
             print(f"  {esc.escalation_id} {esc.agent_id} ({esc.kind}) {esc.question} — {state}")
     print(f"\nprogress files: {Path(row.workspace) / 'agent-responses'}")
     if journal.list_snapshots(row.run_id):
-        print(f"changes:        `agentray diff {row.run_id} --stat`, undo with `agentray undo {row.run_id}`")
+        print(
+            f"changes:        `agentray diff {row.run_id} --stat`, undo with `agentray undo {row.run_id}`"
+        )
     return EXIT_OK
 
 
 def _sandbox_words(config: dict[str, Any]) -> str:
     if not config.get("sandbox", True):
         return "none: commands ran unconfined (--no-sandbox)"
-    return "on, network allowed (--allow-network)" if config.get("allow_network") else "on, no network"
+    return (
+        "on, network allowed (--allow-network)" if config.get("allow_network") else "on, no network"
+    )
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -504,8 +473,10 @@ def cmd_stop(args: argparse.Namespace) -> int:
         if not stopped:
             print("no run is running; nothing to stop (`agentray runs` lists the interrupted ones)")
             return EXIT_OK
-        noun = "run" if len(stopped) == 1 else "runs"
-        print(f"stop requested for {len(stopped)} {noun}: {', '.join(stopped)}; they stop within a second")
+        they = "it stops" if len(stopped) == 1 else "they stop"
+        print(
+            f"stop requested for {plural(len(stopped), 'run')}: {', '.join(stopped)}; {they} within a second"
+        )
         return EXIT_OK
     row = _find_run(journal, args.run)
     if not journal.request_stop(row.run_id):
@@ -560,11 +531,15 @@ def _checkpoints(args: argparse.Namespace, *, changing: bool = False) -> Any:
     if not git_available():
         raise BadInputError("git is not installed: review and undo need it")
     if not journal.list_snapshots(row.run_id):
-        raise BadInputError(f"run {row.run_id} has no snapshots (it ran before checkpoints existed)")
+        raise BadInputError(
+            f"run {row.run_id} has no snapshots (it ran before checkpoints existed)"
+        )
     if args.agent and args.agent not in {a.agent_id for a in journal.list_agents(row.run_id)}:
         raise BadInputError(f"run {row.run_id} has no agent {args.agent!r}")
     if changing and row.status == "running":
-        raise BadInputError(f"run {row.run_id} is still running; stop it first (`agentray stop {row.run_id}`)")
+        raise BadInputError(
+            f"run {row.run_id} is still running; stop it first (`agentray stop {row.run_id}`)"
+        )
     return Checkpoints(journal, row.run_id, row.workspace)
 
 
@@ -573,9 +548,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if args.stat:
         changes = points.changes(args.agent)
         for change in changes:
-            print(f"{change.status:<8} +{change.added:<5} -{change.removed:<5} {change.path}  ({', '.join(change.agents)})")
-        files = "file" if len(changes) == 1 else "files"
-        print(f"{len(changes)} {files} changed")
+            print(
+                f"{change.status:<8} +{change.added:<5} -{change.removed:<5} {change.path}  ({', '.join(change.agents)})"
+            )
+        print(f"{plural(len(changes), 'file')} changed")
         return EXIT_OK
     sys.stdout.write(points.diff(args.agent))
     return EXIT_OK
@@ -597,8 +573,7 @@ def cmd_undo(args: argparse.Namespace) -> int:
         return EXIT_OK
     for path in result.restored:
         print(f"restored {path}")
-    files = "file" if len(result.restored) == 1 else "files"
-    print(f"{len(result.restored)} {files} put back as they were before {who}")
+    print(f"{plural(len(result.restored), 'file')} put back as they were before {who}")
     return EXIT_OK
 
 
@@ -630,40 +605,59 @@ COMMANDS = {
 }
 
 
-def _log_to_file() -> None:
+def _log_to_file() -> Path | None:
     """Diagnostics (tracebacks of internal errors) go to ``agentray.log`` beside the journal, never
-    to the terminal: the terminal gets one line per problem."""
-    import logging
+    to the terminal: the terminal gets one line per problem. Returns the log's path."""
     import logging.handlers
 
     from agentray.journal import default_journal_path
 
+    logging.raiseExceptions = False  # a log file that cannot be written must not print to stderr
     logger = logging.getLogger("agentray")
+    path: Path | None = None
+    with contextlib.suppress(OSError):
+        path = default_journal_path().with_name("agentray.log")
     if logger.handlers:
-        return
+        return path
     logger.propagate = False
     logger.setLevel(logging.INFO)
-    try:
-        path = default_journal_path().with_name("agentray.log")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler = logging.handlers.RotatingFileHandler(
-            path, maxBytes=1_000_000, backupCount=2, encoding="utf-8", delay=True
-        )
-        handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
-    except OSError:
-        handler = logging.NullHandler()
+    handler: logging.Handler = logging.NullHandler()
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handler = logging.handlers.RotatingFileHandler(
+                path, maxBytes=1_000_000, backupCount=2, encoding="utf-8", delay=True
+            )
+            handler.setFormatter(
+                logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+            )
+        except OSError:
+            path = None
     logger.addHandler(handler)
+    return path
+
+
+def _reader_gone() -> int:
+    """`agentray runs | head -1`: the reader has gone; stop quietly (and keep Python's own flush
+    at exit from failing again)."""
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
     from agentray.keys import hide_env_key
 
     hide_env_key()  # no child process, and no /proc reader, sees the key from here on
-    _log_to_file()
-    args = build_parser().parse_args(argv)
-    command = COMMANDS.get(args.command or "tray", cmd_tray)
+    log_path = _log_to_file()
     try:
-        return command(args)
+        args = build_parser().parse_args(argv)
+        command = COMMANDS.get(args.command or "tray", cmd_tray)
+        code = command(args)
+        sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at exit
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except BadInputError as error:
         return _fail(str(error))
     except JournalError as error:
@@ -675,12 +669,10 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(error), EXIT_FAILED)
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_CANCELLED)
-    except BrokenPipeError:
-        # `agentray runs | head -1`: the reader has gone; stop quietly (and keep Python's own
-        # flush at exit from failing again)
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
+    except Exception as error:  # a bug: one line here, the traceback in the log
+        logging.getLogger("agentray.cli").exception("internal error")
+        where = f"; the details are in {log_path}" if log_path else ""
+        return _fail(f"internal error ({type(error).__name__}: {error}){where}", EXIT_FAILED)
 
 
 if __name__ == "__main__":  # pragma: no cover

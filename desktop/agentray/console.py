@@ -1,177 +1,23 @@
-"""Headless output: a line per agent state change and a status footer (or JSON lines), and the
-terminal side of escalations (ask on the terminal, or answer by policy)."""
+"""Headless output (the :class:`Reporter`, in :mod:`agentray._reporter`: a line per agent state
+change and a status footer, or JSON lines) and the terminal side of escalations (ask on the
+terminal, or answer by policy)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import re
 import sys
 import threading
-import time
 from collections.abc import Callable
 from typing import IO, Any
 
-from rich.console import Console
-from rich.live import Live
-from rich.text import Text
-
 from agentray import events as ev
+from agentray._reporter import Reporter, plural
 from agentray.engine import Engine
+from agentray.escalation import Answer, AnsweredBy
+from agentray.states import RunStatus
 
-__all__ = ["EscalationResponder", "Reporter", "deny_choice"]
-
-STATUS_STYLE = {
-    "queued": "dim",
-    "running": "cyan",
-    "waiting": "blue",
-    "blocked": "yellow",
-    "done": "green",
-    "failed": "red",
-    "cancelled": "magenta",
-}
-
-
-class Reporter:
-    """Listens to the engine's events and prints them (never touches the engine)."""
-
-    def __init__(self, *, json_lines: bool = False, stream: IO[str] | None = None) -> None:
-        self.json_lines = json_lines
-        self.stream = stream or sys.stdout
-        self.console = Console(file=self.stream, highlight=False, soft_wrap=True)
-        self.live: Live | None = None
-        self.titles: dict[str, str] = {}
-        self.roles: dict[str, str] = {}
-        self.status: dict[str, str] = {}
-        self.tokens = 0
-        self.cost = 0.0
-        self.started = time.monotonic()
-
-    # ---------------------------------------------------------------- lifecycle
-    def start(self) -> None:
-        if not self.json_lines and self.console.is_terminal:
-            self.live = Live(self._footer(), console=self.console, refresh_per_second=4, transient=True)
-            self.live.start()
-
-    def stop(self) -> None:
-        if self.live is not None:
-            self.live.stop()
-            self.live = None
-
-    def pause(self) -> None:
-        """Free the terminal for a prompt."""
-        if self.live is not None:
-            self.live.stop()
-
-    def resume(self) -> None:
-        if self.live is not None:
-            self.live.start()
-
-    # ---------------------------------------------------------------- output
-    def _footer(self) -> Text:
-        counts: dict[str, int] = {}
-        for status in self.status.values():
-            counts[status] = counts.get(status, 0) + 1
-        running = counts.get("running", 0)
-        waiting = counts.get("waiting", 0) + counts.get("blocked", 0) + counts.get("queued", 0)
-        done = counts.get("done", 0)
-        elapsed = time.monotonic() - self.started
-        return Text(
-            f"── {running} running · {waiting} waiting · {done} done · "
-            f"{self.tokens / 1000:.1f}k tokens · ${self.cost:.4f} · {elapsed:.0f}s",
-            style="bold",
-        )
-
-    def footer_text(self) -> str:
-        return self._footer().plain
-
-    def line(self, message: str, style: str | None = None) -> None:
-        stamp = time.strftime("%H:%M:%S")
-        self.console.print(Text(f"{stamp} ", style="dim") + Text(message, style=style or ""))
-        if self.live is not None:
-            self.live.update(self._footer())
-
-    def __call__(self, event: ev.Event) -> None:
-        if self.json_lines:
-            self.stream.write(json.dumps(event.to_dict(), ensure_ascii=False, default=str) + "\n")
-            self.stream.flush()
-            return
-        self._human(event)
-
-    def _human(self, event: ev.Event) -> None:
-        if isinstance(event, ev.RunStarted):
-            verb = "resumed" if event.resumed else "started"
-            self.line(f"run {event.run_id} {verb} in {event.workspace} ({event.model})", "bold")
-            if event.build_command:
-                self.line(f"build: {event.build_command}", "dim")
-            if event.sandbox == "none":
-                self.line("no sandbox: agents' commands run with your full authority", "yellow")
-            else:
-                network = "network allowed" if event.allow_network else "no network"
-                self.line(f"sandbox: {event.sandbox}, {network}", "dim")
-        elif isinstance(event, ev.AgentSpawned):
-            self.titles[event.agent_id] = event.title
-            self.roles[event.agent_id] = event.role
-            self.status[event.agent_id] = "queued"
-            extra = f" after {', '.join(event.depends_on)}" if event.depends_on else ""
-            extra += f" mitigating {event.mitigates}" if event.mitigates else ""
-            parent = f" by {event.parent_id}" if event.parent_id else ""
-            self.line(f"{event.agent_id} {event.role:<12} spawned{parent}{extra}: {event.title}")
-        elif isinstance(event, ev.AgentStatusChanged):
-            self.status[event.agent_id] = event.status
-            reason = f" — {event.reason}" if event.reason and event.status != "waiting" else ""
-            title = self.titles.get(event.agent_id, "")
-            self.line(
-                f"{event.agent_id} {self.roles.get(event.agent_id, ''):<12} {event.status:<9} {title}{reason}",
-                STATUS_STYLE.get(event.status),
-            )
-        elif isinstance(event, ev.AgentProgress) and event.kind in ("BLOCKER", "RESULT"):
-            self.line(f"{event.agent_id} [{event.kind}] {event.note}", "yellow" if event.kind == "BLOCKER" else "green")
-        elif isinstance(event, ev.ToolCallStarted) and event.tool in ("resume_agent", "cancel_agent"):
-            self.line(f"{event.agent_id} {event.summary}", "yellow")
-        elif isinstance(event, ev.UsageUpdated):
-            self.tokens = event.run_tokens
-            self.cost = event.run_cost_usd
-            if self.live is not None:
-                self.live.update(self._footer())
-        elif isinstance(event, ev.BuildFinished):
-            verdict = "passed" if event.passed else f"FAILED (exit {event.exit_code})"
-            self.line(f"build {verdict} in {event.duration_s:.1f}s", "green" if event.passed else "red")
-        elif isinstance(event, ev.EscalationRaised):
-            self.line(f"? {event.escalation_id} from {event.agent_id} ({event.kind}): {event.question}", "bold yellow")
-            if event.options:
-                self.line("  options: " + " | ".join(event.options), "yellow")
-        elif isinstance(event, ev.EscalationAnswered):
-            by = "the person" if event.answered_by == "human" else event.answered_by
-            self.line(f"→ {event.escalation_id} answered by {by}: {event.choice or '-'} — {event.answer}", "yellow")
-        elif isinstance(event, ev.ModelRetrying):
-            self.line(f"model retry {event.attempt} for {event.agent_id} in {event.delay_s:.1f}s: {event.reason}", "dim")
-        elif isinstance(event, ev.GuardStateChanged):
-            state = f"saturated ({event.reason}); new agents wait" if event.saturated else "clear"
-            self.line(f"system guard: {state}", "yellow" if event.saturated else "dim")
-        elif isinstance(event, ev.Notice) and event.level != "info":
-            self.line(f"{event.level}: {event.message}", "red" if event.level == "error" else "yellow")
-        elif isinstance(event, ev.RunFinished):
-            style = "bold green" if event.status == "succeeded" else "bold red"
-            self.line(f"run {event.run_id} {event.status}: {event.summary}", style)
-            self.line(self.footer_text(), "dim")
-
-
-_DENY_PATTERNS = (
-    r"^(no|deny|denied|reject|decline)\b",
-    r"^(skip|cancel|leave|don'?t|do not)\b",
-    r"finish as failure",
-    r"^stop\b",
-)
-
-
-def deny_choice(options: tuple[str, ...]) -> str | None:
-    """The option that says no, if there is one."""
-    for pattern in _DENY_PATTERNS:
-        for option in options:
-            if re.search(pattern, option.strip(), re.IGNORECASE):
-                return option
-    return None
+__all__ = ["EscalationResponder", "Reporter", "plural", "print_json"]
 
 
 class EscalationResponder:
@@ -199,23 +45,27 @@ class EscalationResponder:
         if not isinstance(event, ev.EscalationRaised):
             return
         if self.policy == "deny":
-            choice = deny_choice(event.options)
+            deny = next((o for o in event.choices if o.denies), None)
             self.engine.answer_escalation(
                 event.escalation_id,
-                "Denied by policy (--on-escalation deny): do not do this; proceed without it, conservatively.",
-                choice,
-                answered_by="policy:deny",
+                Answer(
+                    deny.option_id if deny is not None else None,
+                    "Denied by policy (--on-escalation deny): do not do this; proceed without it, conservatively.",
+                    AnsweredBy.POLICY_DENY,
+                ),
             )
         elif self.policy == "fail":
             self.failed.append(event.escalation_id)
             self.engine.answer_escalation(
                 event.escalation_id,
-                "Unanswered: --on-escalation fail ends the run.",
-                None,
-                answered_by="policy:fail",
+                Answer(
+                    None, "Unanswered: --on-escalation fail ends the run.", AnsweredBy.POLICY_FAIL
+                ),
             )
             self.engine.stop_run(
-                event.run_id, status="failed", reason=f"escalation {event.escalation_id} needs a human (--on-escalation fail)"
+                event.run_id,
+                status=RunStatus.FAILED,
+                reason=f"escalation {event.escalation_id} needs a human (--on-escalation fail)",
             )
         else:
             self.queue.put_nowait(event)
@@ -225,35 +75,47 @@ class EscalationResponder:
     async def _ask_all(self) -> None:
         while not self.queue.empty():
             event = self.queue.get_nowait()
-            if event.escalation_id not in {e.escalation_id for e in self.engine.pending_escalations()}:
+            if event.escalation_id not in {
+                e.escalation_id for e in self.engine.pending_escalations()
+            }:
                 continue
             self.reporter.pause()
             try:
-                answer, choice = await _in_daemon_thread(self._ask, event)
+                answer: Answer = await _in_daemon_thread(self._ask, event)
             finally:
                 self.reporter.resume()
-            self.engine.answer_escalation(event.escalation_id, answer, choice, answered_by="human")
+            self.engine.answer_escalation(event.escalation_id, answer)
 
-    def _ask(self, event: ev.EscalationRaised) -> tuple[str, str | None]:
+    def _ask(self, event: ev.EscalationRaised) -> Answer:
         out = self.prompt_stream
-        out.write(f"\n=== {event.agent_id} needs you ({event.escalation_id}) ===\n{event.question}\n")
+        out.write(
+            f"\n=== {event.agent_id} needs you ({event.escalation_id}) ===\n{event.question}\n"
+        )
         if event.context:
             out.write(f"\n{event.context}\n")
-        for number, option in enumerate(event.options, 1):
-            out.write(f"  [{number}] {option}\n")
-        hint = "a number, or type an answer" if event.options else "type an answer"
+        for number, option in enumerate(event.choices, 1):
+            out.write(f"  [{number}] {option.label}\n")
+        hint = "a number, or type an answer" if event.choices else "type an answer"
         out.flush()
         try:
             reply = self.read_line(f"Your answer ({hint}): ").strip()
         except EOFError:
             reply = ""
-        choice: str | None = None
-        if reply.isdigit() and 1 <= int(reply) <= len(event.options):
-            choice = event.options[int(reply) - 1]
-            reply = choice
-        elif reply in event.options:
-            choice = reply
-        return reply or "(no answer)", choice
+        # a number picks an option by its place; typing an option's exact label picks it too
+        chosen = None
+        if reply.isdigit() and 1 <= int(reply) <= len(event.choices):
+            chosen = event.choices[int(reply) - 1]
+            reply = ""
+        else:
+            chosen = next(
+                (o for o in event.choices if o.label.casefold() == reply.casefold()), None
+            )
+            if chosen is not None:
+                reply = ""
+        return Answer(
+            chosen.option_id if chosen is not None else None,
+            reply or ("" if chosen else "(no answer)"),
+        )
 
 
 async def _in_daemon_thread(function: Callable[..., Any], *args: Any) -> Any:

@@ -1,4 +1,9 @@
-"""The Anthropic Messages API behind :class:`ModelClient`: streaming, caching, retries, cost.
+"""The Anthropic Messages API behind :class:`ModelClient`: caching, retries, cost; plain or streamed calls.
+
+A call is a plain (non-streaming) POST whose JSON answer is read as it is, without the SDK's
+request copy or its pydantic models: at 60 agents that halves the CPU of a model turn. It streams
+when the reply may be long (``max_tokens`` above :data:`STREAM_ABOVE_MAX_TOKENS`, where a silent
+wait for the whole answer could outlast proxies' idle timeouts) or when asked to (``streaming``).
 
 This is the only module of Agentray that imports ``anthropic``.
 """
@@ -6,13 +11,18 @@ This is the only module of Agentray that imports ``anthropic``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
+import json
 import logging
 import random
+import socket
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 import anthropic
 import httpx2
@@ -29,12 +39,25 @@ from agentray.model._pricing import Pricing
 from agentray.model._ratelimit import RateLimitGate, default_gate
 from agentray.model._types import ModelRequest, ModelResponse, RetryNotice, Usage
 
-__all__ = ["MAX_RETRY_AFTER_S", "AnthropicModelClient"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "MAX_RETRY_AFTER_S",
+    "STREAM_ABOVE_MAX_TOKENS",
+    "AnthropicModelClient",
+    "endpoint_problem",
+]
 
 log = logging.getLogger("agentray.model")
 
+# the SDK's endpoint when neither a base URL nor ANTHROPIC_BASE_URL is given
+DEFAULT_BASE_URL = "https://api.anthropic.com"
 MAX_RETRY_AFTER_S = 120.0  # a server-given retry-after is honoured in full up to this
 _RETRYABLE_STREAM_ERRORS = frozenset({"overloaded_error", "api_error"})
+# A call whose max_tokens is above this streams (the SDK also refuses plain calls that may take
+# longer than 10 minutes, and some models' plain calls above 8192 tokens); at or below it, one
+# plain POST with the client's explicit timeout.
+STREAM_ABOVE_MAX_TOKENS = 8192
+_JSON_HEADERS = {"content-type": "application/json"}
 _T = TypeVar("_T")
 
 
@@ -158,6 +181,41 @@ def _classify(exc: BaseException, model: str) -> _Failure | None:
     return None
 
 
+def endpoint_problem(base_url: str | None, timeout_s: float = 5.0) -> str | None:
+    """Why the Messages API at ``base_url`` cannot be reached, or None if it can.
+
+    One TCP connect to its host and port (or to the proxy the SDK would go through): a refused
+    connection, an unknown host or silence is said at once, before anything is created, instead
+    of after the SDK's retries for transient errors. Says nothing of key or model."""
+    url = urllib.parse.urlsplit(base_url or DEFAULT_BASE_URL)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return "not an http(s) URL"
+    try:
+        port = url.port or (443 if url.scheme == "https" else 80)
+    except ValueError:
+        return "its port is not a number from 0 to 65535"
+    host, via = url.hostname, ""
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    if proxy and not urllib.request.proxy_bypass(host):
+        parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        if parsed.hostname:
+            with contextlib.suppress(ValueError):
+                host, port = parsed.hostname, parsed.port or 80
+                via = f" (through the proxy {parsed.hostname})"
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return None
+    except ConnectionRefusedError:
+        return f"connection refused{via}"
+    except socket.gaierror:
+        return f"unknown host {host}{via}"
+    except TimeoutError:
+        return f"no answer within {timeout_s:g} s{via}"
+    except OSError as error:
+        return f"{(error.strerror or str(error)).lower()}{via}"
+
+
 def _block_to_dict(block: Any) -> dict[str, Any]:
     kind = getattr(block, "type", None)
     if kind == "text":
@@ -186,6 +244,51 @@ def _usage(raw: Any) -> Usage:
     )
 
 
+def _usage_from_json(raw: Any) -> Usage:
+    def n(name: str) -> int:
+        value = raw.get(name) if isinstance(raw, dict) else None
+        return int(value or 0)
+
+    return Usage(
+        input_tokens=n("input_tokens"),
+        output_tokens=n("output_tokens"),
+        cache_creation_input_tokens=n("cache_creation_input_tokens"),
+        cache_read_input_tokens=n("cache_read_input_tokens"),
+    )
+
+
+def _without_none(value: Any) -> Any:
+    """What ``model_dump(exclude_none=True)`` leaves of a JSON value."""
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
+
+
+def _json_block(block: Any) -> dict[str, Any]:
+    """A content block of a plain answer, in the form ``_block_to_dict`` gives a streamed one."""
+    if not isinstance(block, dict):
+        raise _BrokenStream("the answer holds a content block that is not an object")
+    kind = block.get("type")
+    if kind == "text":
+        if not isinstance(block.get("text"), str):
+            raise _BrokenStream("the answer holds a text block without text")
+        return {"type": "text", "text": block["text"]}
+    if kind == "tool_use":
+        if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
+            raise _BrokenStream("the answer holds a tool_use block without id or name")
+        raw_input = block.get("input")
+        return {
+            "type": "tool_use",
+            "id": block["id"],
+            "name": block["name"],
+            "input": raw_input if raw_input is not None else {},
+        }
+    # thinking and other blocks are kept whole: they must go back to the API unchanged.
+    return cast(dict[str, Any], _without_none(block))
+
+
 @dataclass(frozen=True)
 class _Reply:
     content: list[dict[str, Any]]
@@ -210,8 +313,16 @@ class AnthropicModelClient:
         backoff_max_s: float = 30.0,
         on_retry: Callable[[RetryNotice], None] | None = None,
         timeout_s: float = 600.0,
+        streaming: Literal["auto", "always", "never"] = "auto",
     ) -> None:
+        """``timeout_s``: a plain call's whole answer, or a streamed call's silence between
+        events. ``streaming``: ``auto`` streams only calls whose max_tokens is above
+        :data:`STREAM_ABOVE_MAX_TOKENS`; ``always`` (a live consumer of the text) and ``never``."""
+        if streaming not in ("auto", "always", "never"):
+            raise ValueError(f"streaming must be auto, always or never, not {streaming!r}")
         self._api_key = api_key
+        self.timeout_s = timeout_s
+        self.streaming = streaming
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_s
         )
@@ -242,9 +353,15 @@ class AnthropicModelClient:
             kwargs["tools"] = tools
 
         started = time.monotonic()
-        reply, retries = await self._with_retries(
-            lambda: self._stream_once(kwargs), request.model, request.agent_id
-        )
+        if self._streams(request):
+            reply, retries = await self._with_retries(
+                lambda: self._stream_once(kwargs), request.model, request.agent_id
+            )
+        else:
+            body = json.dumps(kwargs, ensure_ascii=False, separators=(",", ":")).encode()
+            reply, retries = await self._with_retries(
+                lambda: self._post_once(body), request.model, request.agent_id
+            )
         return ModelResponse(
             content=reply.content,
             stop_reason=reply.stop_reason,
@@ -292,6 +409,44 @@ class AnthropicModelClient:
 
     # -- internals --------------------------------------------------------------------------------
 
+    def _streams(self, request: ModelRequest) -> bool:
+        if self.streaming == "auto":
+            return request.max_tokens > STREAM_ABOVE_MAX_TOKENS
+        return self.streaming == "always"
+
+    async def _post_once(self, body: bytes) -> _Reply:
+        """One plain POST of the already-encoded body; the JSON answer is read without models.
+
+        Errors come back as the SDK's (APIStatusError for a non-2xx answer, APIConnectionError
+        for a connection that fails or a body cut short), so ``_classify`` treats both paths
+        alike."""
+        response = await self._client.post(
+            "/v1/messages",
+            cast_to=httpx2.Response,
+            content=body,
+            options={"headers": _JSON_HEADERS, "timeout": self.timeout_s},
+        )
+        try:
+            message = json.loads(response.content)
+        except ValueError as exc:
+            raise _BrokenStream(f"malformed answer ({type(exc).__name__})") from exc
+        if not isinstance(message, dict) or message.get("type") != "message":
+            raise _BrokenStream("the answer is not a message")
+        content = message.get("content")
+        if not isinstance(content, list):
+            raise _BrokenStream("the answer has no content list")
+        stop_reason = message.get("stop_reason")
+        if not isinstance(stop_reason, str):
+            raise _BrokenStream("the answer has no stop_reason")
+        model = message.get("model")
+        return _Reply(
+            content=[_json_block(b) for b in content],
+            stop_reason=stop_reason,
+            usage=_usage_from_json(message.get("usage")),
+            model=model if isinstance(model, str) else "",
+            request_id=response.headers.get("request-id"),
+        )
+
     async def _stream_once(self, kwargs: dict[str, Any]) -> _Reply:
         async with self._client.messages.stream(**kwargs) as stream:
             saw_stop = False
@@ -318,7 +473,7 @@ class AnthropicModelClient:
     def _backoff(self, attempt: int) -> float:
         # Exponential with jitter in [50 %, 100 %], so concurrent callers spread out.
         ceiling = min(self.backoff_max_s, self.backoff_base_s * (2 ** (attempt - 1)))
-        return ceiling * random.uniform(0.5, 1.0)
+        return float(ceiling * random.uniform(0.5, 1.0))
 
     def _scrub(self, text: str) -> str:
         # Belt and braces: the API never echoes the key, but no message of ours may carry it.
@@ -371,7 +526,8 @@ class AnthropicModelClient:
                 self._notify(RetryNotice(agent_id, attempt, delay, last_reason))
                 await asyncio.sleep(delay)
         raise ModelUnavailableError(
-            f"the model endpoint is unavailable after {attempts} attempts; last error: {last_reason}"
+            f"the model endpoint is unavailable after {attempts} attempt{'' if attempts == 1 else 's'}; "
+            f"last error: {last_reason}"
         ) from last_exc
 
     def _notify(self, notice: RetryNotice) -> None:

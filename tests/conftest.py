@@ -20,6 +20,7 @@ from agentray.journal import Journal
 from agentray.model import RateLimitGate
 from agentray.runtime import build_engine
 from agentray.simulator import Policy, Simulator
+from no_skips import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401 (hooks)
 
 __all__ = ["API_KEY", "EventRecorder", "SimEngine", "cli_env"]
 
@@ -35,6 +36,11 @@ def _private_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # cli.main() takes ANTHROPIC_API_KEY out of the environment into keys; start each test clean
     monkeypatch.setattr(keys, "_taken_from_env", None)
 
+
+# The suite shares a 2-core machine with its own simulator threads and subprocesses: the CPU
+# alone must not make the system guard hold agents back in `agentray` subprocesses and tray
+# tests (its own tests set their thresholds explicitly; memory pressure still counts).
+os.environ.setdefault("AGENTRAY_GUARD_MAX_CPU", "101")
 
 def cli_env(tmp_path: Path, api_key: str) -> dict[str, str]:
     """The environment for an `agentray` subprocess: this one without Anthropic variables, a

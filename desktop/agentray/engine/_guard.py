@@ -1,19 +1,41 @@
 """The system guard: new agents wait while the machine is saturated (CPU or memory).
 
 psutil is sampled once a second by one background task per process while anyone listens;
-``wait_until_clear`` is what an agent awaits before it starts.
+``wait_until_clear`` is what an agent awaits before it starts. ``AGENTRAY_GUARD_MAX_CPU``
+(percent) moves the CPU threshold; above 100 the CPU never counts as saturated (memory still
+does), which is what a shared build or test machine wants.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import psutil
 
-__all__ = ["GuardReading", "SystemGuard"]
+__all__ = ["CPU_ENV_VAR", "GuardReading", "SystemGuard"]
+
+log = logging.getLogger(__name__)
+
+CPU_ENV_VAR = "AGENTRAY_GUARD_MAX_CPU"
+DEFAULT_MAX_CPU_PERCENT = 95.0
+
+
+def _max_cpu_from_env() -> float:
+    value = os.environ.get(CPU_ENV_VAR, "").strip()
+    if not value:
+        return DEFAULT_MAX_CPU_PERCENT
+    try:
+        return float(value)
+    except ValueError:
+        log.warning(
+            "%s=%r is not a number; using %.0f%%", CPU_ENV_VAR, value, DEFAULT_MAX_CPU_PERCENT
+        )
+        return DEFAULT_MAX_CPU_PERCENT
 
 
 @dataclass(frozen=True)
@@ -28,13 +50,13 @@ class SystemGuard:
     def __init__(
         self,
         *,
-        max_cpu_percent: float = 95.0,
+        max_cpu_percent: float | None = None,  # None: AGENTRAY_GUARD_MAX_CPU, else 95
         min_memory_available_percent: float = 8.0,
         sustained_samples: int = 3,
         interval_s: float = 1.0,
         on_change: Callable[[GuardReading], None] | None = None,
     ) -> None:
-        self.max_cpu_percent = max_cpu_percent
+        self.max_cpu_percent = _max_cpu_from_env() if max_cpu_percent is None else max_cpu_percent
         self.min_memory_available_percent = min_memory_available_percent
         self.sustained_samples = max(1, sustained_samples)
         self.interval_s = interval_s

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
-SYSTEM_PACKAGES=(bubblewrap git python3-venv xvfb xauth dbus dbus-x11 gnome-keyring desktop-file-utils appstream
+SYSTEM_PACKAGES=(bubblewrap dunst git python3-venv xvfb xauth dbus dbus-x11 gnome-keyring desktop-file-utils appstream
                  libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0
                  libxcb-xinerama0 libxcb-randr0 libxcb-render-util0 libxcb-image0 libegl1 libgl1 libfontconfig1 libdbus-1-3)
 

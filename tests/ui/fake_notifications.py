@@ -8,8 +8,10 @@ from __future__ import annotations
 import queue
 import shutil
 import subprocess
+import tempfile
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from jeepney import DBusAddress, MessageType, new_error, new_method_return, new_signal
@@ -21,14 +23,34 @@ NAME = "org.freedesktop.Notifications"
 PATH = "/org/freedesktop/Notifications"
 
 
+# A session bus of its own that starts nothing on demand: no service directory of the system's,
+# so a notification server installed here (dunst) is never activated behind a test's back.
+BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:dir={dir}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"""
+
+
 class PrivateBus:
-    """``dbus-daemon --session`` of its own, gone with ``close``."""
+    """A ``dbus-daemon`` session bus of its own (nothing activatable on it), gone with ``close``."""
 
     def __init__(self) -> None:
         daemon = shutil.which("dbus-daemon")
         assert daemon, "dbus-daemon is needed (the dbus package; dbus-run-session uses it too)"
+        self._folder = tempfile.TemporaryDirectory(prefix="agentray-bus-")
+        config = Path(self._folder.name) / "bus.conf"
+        config.write_text(BUS_CONFIG.format(dir=self._folder.name), encoding="utf-8")
         self.process = subprocess.Popen(
-            [daemon, "--session", "--nofork", "--nopidfile", "--print-address=1"],
+            [daemon, f"--config-file={config}", "--nofork", "--nopidfile", "--print-address=1"],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,  # "failed to set fd limit" when not root, and such
             text=True,
@@ -42,6 +64,7 @@ class PrivateBus:
         self.process.wait(timeout=10)
         if self.process.stdout is not None:
             self.process.stdout.close()
+        self._folder.cleanup()
 
 
 @dataclass(frozen=True)
@@ -52,6 +75,8 @@ class Notify:
     body: str
     actions: list[str]
     hints: dict[str, Any]
+    replaces_id: int = 0
+    timeout: int = -1
 
 
 class FakeNotificationServer(threading.Thread):
@@ -62,6 +87,7 @@ class FakeNotificationServer(threading.Thread):
         reply = self.conn.send_and_get_reply(message_bus.RequestName(NAME))
         assert reply.body[0] == 1, "could not own org.freedesktop.Notifications"
         self.received: list[Notify] = []
+        self.closed: list[int] = []  # CloseNotification calls, by id
         self._outbox: queue.Queue[Any] = queue.Queue()
         self._halt = threading.Event()
         self._next_id = 40
@@ -88,10 +114,26 @@ class FakeNotificationServer(threading.Thread):
                 info = ("fake-notifier", "agentray-tests", "1.0", "1.2")
                 self.conn.send(new_method_return(message, "ssss", info))
             elif member == "Notify":
-                app, _replaces, _icon, title, body, actions, hints, _timeout = message.body
-                self._next_id += 1
-                self.received.append(Notify(self._next_id, app, title, body, list(actions), hints))
-                self.conn.send(new_method_return(message, "u", (self._next_id,)))
+                app, replaces, _icon, title, body, actions, hints, timeout = message.body
+                if replaces:
+                    notification_id = replaces
+                else:
+                    self._next_id += 1
+                    notification_id = self._next_id
+                self.received.append(
+                    Notify(
+                        notification_id, app, title, body, list(actions), hints, replaces, timeout
+                    )
+                )
+                self.conn.send(new_method_return(message, "u", (notification_id,)))
+            elif member == "CloseNotification":
+                (notification_id,) = message.body
+                self.closed.append(notification_id)
+                self.conn.send(new_method_return(message))
+                emitter = DBusAddress(PATH, interface=NAME)
+                self.conn.send(
+                    new_signal(emitter, "NotificationClosed", "uu", (notification_id, 3))
+                )
             else:
                 self.conn.send(new_error(message, "org.freedesktop.DBus.Error.UnknownMethod"))
 

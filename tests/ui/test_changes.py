@@ -249,7 +249,11 @@ def test_the_finished_run_notification_opens_its_changes(
         made.run_id,
         "review",
     )
-    assert sent.bus_actions() == [("default", "Review"), ("review", "Review")]
+    assert sent.bus_actions() == [
+        ("default", "Review"),
+        ("review", "Review"),
+        ("folder", "Open folder"),
+    ]
 
     shell.tray.icon.messageClicked.emit()  # a click on the message: its default action
     dash = shell.windows["dashboard"]
@@ -257,15 +261,11 @@ def test_the_finished_run_notification_opens_its_changes(
     assert dash.selected_run == made.run_id and dash.tabs.currentWidget() is dash.changes
     qtbot.waitUntil(lambda: len(dash.changes.file_rows()) == 4)
 
-    # A failed run's click opens its details; "Review changes" is beside it.
+    # A failed run's click ("Show") opens its details; "Review changes" is beside it.
     ctl.event.emit(ev.RunFinished(run_id=made.run_id, status="failed", summary="no", cost_usd=0.0))
     failed = notifier.coalescer.flush()
-    assert failed is not None and failed.default_action == "details"
-    assert [label for _key, label in failed.bus_actions()] == [
-        "Details",
-        "Details",
-        "Review changes",
-    ]
+    assert failed is not None and failed.default_action == "show"
+    assert [label for _key, label in failed.bus_actions()] == ["Show", "Show", "Review changes"]
     opened: list[tuple[str, str]] = []
     notifier.open_run.connect(lambda r: opened.append(("details", r)))
     notifier.open_changes.connect(lambda r: opened.append(("changes", r)))
@@ -281,7 +281,7 @@ def test_the_tray_menu_reviews_a_finished_run(
     tray = shell.tray
     tray.menu.aboutToShow.emit()
     texts = tray.action_texts()
-    label = f"✓ {GOAL[:39]}… — {made.workspace.name}"
+    label = f"✓ {GOAL[:39]}… — …/{made.workspace.name} — just now"
     assert "Recent runs" in texts and f"  {label}" in texts
     assert "    Review changes" in texts and "    Details" in texts
     action = tray.find_action("Review changes")

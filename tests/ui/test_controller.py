@@ -50,7 +50,7 @@ def test_demo_run_signals_escalation_and_finish(
     assert controller.active_runs() == []
     assert controller.pending_escalations() == []
     row = controller.journal.get_escalation(view.escalation_id)
-    assert row is not None and row.choice == view.options[0] and row.answered_by == "human"
+    assert row is not None and row.choice == view.options[0].label and row.answered_by == "human"
     types = {type(e) for e in events}
     assert {ev.RunStarted, ev.AgentSpawned, ev.EscalationRaised, ev.RunFinished} <= types
     # coalesced: far fewer runs_changed than engine events
@@ -75,7 +75,7 @@ def test_journal_only_escalation_resumed_and_answered(
     fresh.use_demo(demo)
     [view] = fresh.pending_escalations()
     assert view.escalation_id == escalation_id and not view.live
-    ok = qloop.run(fresh.resume_and_answer(run_id, escalation_id, "Minimal", view.options[0]))
+    ok = qloop.run(fresh.resume_and_answer(run_id, escalation_id, Answer(view.options[0].option_id, "Minimal")))
     assert ok
     assert qloop.run(fresh.wait(run_id), timeout=40) == "succeeded"
     qloop.run(fresh.shutdown())

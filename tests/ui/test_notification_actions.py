@@ -66,7 +66,7 @@ def test_review_action_opens_the_changes_tab(
     qtbot.waitUntil(lambda: len(server.received) == 1 and len(notifier.by_id) == 1)
     [sent] = server.received
     assert (sent.app_name, sent.title, sent.body) == ("Agentray", "Run finished", "tidied")
-    assert sent.actions == ["default", "Review", "review", "Review"]
+    assert sent.actions == ["default", "Review", "review", "Review", "folder", "Open folder"]
     assert sent.hints["urgency"] == ("y", 1)
     assert notifier.by_id[sent.notification_id].target_id == made_run.run_id
 
@@ -77,7 +77,7 @@ def test_review_action_opens_the_changes_tab(
     assert dash.selected_run == made_run.run_id and dash.tabs.currentWidget() is dash.changes
     qtbot.waitUntil(lambda: len(dash.changes.file_rows()) == 4)
 
-    # A failed run: a click on its body opens its details, its "Review changes" the Changes tab.
+    # A failed run: a click on its body ("Show") opens its details, "Review changes" the Changes tab.
     opened: list[tuple[str, str]] = []
     notifier.open_run.connect(lambda r: opened.append(("details", r)))
     notifier.open_changes.connect(lambda r: opened.append(("changes", r)))
@@ -88,7 +88,7 @@ def test_review_action_opens_the_changes_tab(
     qtbot.waitUntil(lambda: len(server.received) == 2 and len(notifier.by_id) == 2)
     failed = server.received[1]
     assert failed.actions == [
-        "default", "Details", "details", "Details", "review", "Review changes"
+        "default", "Show", "show", "Show", "review", "Review changes"
     ]  # fmt: skip
     assert failed.hints["urgency"] == ("y", 2)
     server.click(failed.notification_id, "default")

@@ -66,6 +66,18 @@ def _menu_texts(tray: Tray) -> list[str]:
     return tray.action_texts()
 
 
+def _again(tray: Tray, folder: str, marks: str = "") -> str:
+    """The "Start again" entry of the run in that folder ("goal — folder — when[ · marks]")."""
+    shown = [t.strip() for t in _menu_texts(tray) if t.startswith("  ↻ ")]
+    found = [
+        t
+        for t in shown
+        if f"/{folder} — " in t and (t.endswith(marks) if marks else " · " not in t)
+    ]
+    assert len(found) == 1, shown
+    return found[0]
+
+
 # ---------------------------------------------------------------------------- allow network
 
 
@@ -129,13 +141,11 @@ def test_start_again_keeps_network_and_the_sandbox_choice(
     sandboxed: None,
 ) -> None:
     shell = TrayApp(controller)
-    goal = demo.config().goal
     online = demo_workspace(tmp_path, "online")
     first = qloop.run(controller.start_run(demo.config(workspace=str(online), allow_network=True)))
     _stop_all(controller, qloop)
 
-    assert f"  ↻ {_clip(goal)} — online · network" in _menu_texts(shell.tray)
-    action = shell.tray.find_action(f"↻ {_clip(goal)} — online · network")
+    action = shell.tray.find_action(_again(shell.tray, "online", " · network"))
     assert action is not None
     action.trigger()
     qloop.wait_until(lambda: bool(controller.active_runs()))
@@ -153,8 +163,7 @@ def test_start_again_keeps_network_and_the_sandbox_choice(
     bare = demo_workspace(tmp_path, "bare")
     qloop.run(controller.start_run(demo.config(workspace=str(bare), allow_network=True)))
     _stop_all(controller, qloop)
-    assert f"  ↻ {_clip(goal)} — bare · no sandbox" in _menu_texts(shell.tray)
-    action = shell.tray.find_action(f"↻ {_clip(goal)} — bare · no sandbox")
+    action = shell.tray.find_action(_again(shell.tray, "bare", " · no sandbox"))
     assert action is not None
     action.trigger()
     qloop.wait_until(lambda: bool(controller.active_runs()))
@@ -167,8 +176,7 @@ def test_start_again_keeps_network_and_the_sandbox_choice(
 
     # Once a sandbox exists again, starting that run again puts its commands in it.
     monkeypatch.delenv(BWRAP_ENV_VAR)
-    assert f"  ↻ {_clip(goal)} — bare · no sandbox" in _menu_texts(shell.tray)
-    action = shell.tray.find_action(f"↻ {_clip(goal)} — bare · no sandbox")
+    action = shell.tray.find_action(_again(shell.tray, "bare", " · no sandbox"))
     assert action is not None
     action.trigger()
     qloop.wait_until(lambda: bool(controller.active_runs()))
@@ -424,7 +432,6 @@ def test_marks_in_the_menu_and_the_dashboard(
     past = DashboardWindow(controller)
     qtbot.addWidget(past)
     assert dashboard_marks(past) == expected
-    texts = _menu_texts(shell.tray)
-    assert f"  ↻ {_clip(goal)} — plain" in texts
-    assert f"  ↻ {_clip(goal)} — online · network" in texts
-    assert f"  ↻ {_clip(goal)} — bare · no sandbox" in texts
+    assert _again(shell.tray, "plain").startswith(f"↻ {_clip(goal, 40)} — ")
+    assert _again(shell.tray, "online", " · network")
+    assert _again(shell.tray, "bare", " · no sandbox")

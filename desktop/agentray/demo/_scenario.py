@@ -49,7 +49,20 @@ def _count(request: SimRequest, name: str) -> int:
 
 
 # ---------------------------------------------------------------------------- orchestrator
+NOT_THE_DEMO = (
+    "The offline demo's scripted model plays only the demo's own goal; a run with another goal "
+    "needs a real model (set an API key)."
+)
+
+
+def _is_the_demo(request: SimRequest) -> bool:
+    """The demo's own run: its goal is in the orchestrator's first message."""
+    return " ".join(DEMO_GOAL.split()) in " ".join(request.first_user_text.split())
+
+
 def orchestrator(request: SimRequest) -> list[dict[str, Any]]:
+    if not _is_the_demo(request):  # another goal sent to the demo's simulator: say so and stop
+        return [tool_use("finish", outcome="failure", summary=NOT_THE_DEMO)]
     spawns = [r.json or {} for r in request.tool_results_named("spawn_agent") if not r.is_error]
     ids = [s.get("agent_id") for s in spawns]
     if not spawns:
@@ -112,7 +125,10 @@ def orchestrator(request: SimRequest) -> list[dict[str, Any]]:
                 f"(human's answer: {answer.get('answer') or 'none'}). Store it in textkit/stopwords.txt.",
             )
         ]
-    if any(last.get(w, {}).get("status") not in ("done", "failed", "cancelled") for w in workers) and len(ids) < 4:
+    if (
+        any(last.get(w, {}).get("status") not in ("done", "failed", "cancelled") for w in workers)
+        and len(ids) < 4
+    ):
         return [tool_use("await_agents", agent_ids=workers, mode="all", timeout_s=600)]
     builds = [r.json or {} for r in request.tool_results_named("run_build") if not r.is_error]
     if not builds:
@@ -129,7 +145,10 @@ def orchestrator(request: SimRequest) -> list[dict[str, Any]]:
             ),
         ]
     if len(ids) == 4 and len(builds) == 1:
-        if not any(a.get("agent_id") == ids[3] and a.get("status") == "done" for a in awaited[-1].get("agents", [])):
+        if not any(
+            a.get("agent_id") == ids[3] and a.get("status") == "done"
+            for a in awaited[-1].get("agents", [])
+        ):
             return [tool_use("await_agents", agent_ids=[ids[3]], timeout_s=600)]
         return [tool_use("run_build")]
     if builds[-1].get("passed"):
@@ -142,7 +161,11 @@ def orchestrator(request: SimRequest) -> list[dict[str, Any]]:
                 "Validated with the unittest build.",
             )
         ]
-    return [tool_use("finish", outcome="failure", summary="The build still fails; see the last build output.")]
+    return [
+        tool_use(
+            "finish", outcome="failure", summary="The build still fails; see the last build output."
+        )
+    ]
 
 
 # ---------------------------------------------------------------------------- workers
@@ -153,12 +176,22 @@ SLUG_NEW = '    return "-".join(word.lower() for word in words)'
 def slug_worker(request: SimRequest) -> list[dict[str, Any]]:
     done = _done(request)
     if "read_file" not in done:
-        return [tool_use("report_progress", note="reading textkit/slug.py"), tool_use("read_file", path="textkit/slug.py")]
+        return [
+            tool_use("report_progress", note="reading textkit/slug.py"),
+            tool_use("read_file", path="textkit/slug.py"),
+        ]
     if "edit_file" not in done:
-        return [tool_use("edit_file", path="textkit/slug.py", old_string=SLUG_OLD, new_string=SLUG_NEW)]
+        return [
+            tool_use("edit_file", path="textkit/slug.py", old_string=SLUG_OLD, new_string=SLUG_NEW)
+        ]
     if "run_command" not in done:
         return [tool_use("run_command", command=_unittest("tests.test_slug"), timeout_s=60)]
-    return [tool_use("complete", summary="slugify now lowercases words and joins them with dashes; test_slug passes.")]
+    return [
+        tool_use(
+            "complete",
+            summary="slugify now lowercases words and joins them with dashes; test_slug passes.",
+        )
+    ]
 
 
 STATS_CODE = '''"""Word statistics."""
@@ -184,7 +217,10 @@ def word_count(text: str, skip_stop_words: bool = False) -> int:
 def stats_worker(request: SimRequest) -> list[dict[str, Any]]:
     done = _done(request)
     if "read_file" not in done:
-        return [tool_use("read_file", path="textkit/stats.py"), tool_use("read_file", path="tests/test_stats.py")]
+        return [
+            tool_use("read_file", path="textkit/stats.py"),
+            tool_use("read_file", path="tests/test_stats.py"),
+        ]
     if "report_blocker" not in done:
         return [
             tool_use(
@@ -202,7 +238,12 @@ def stats_worker(request: SimRequest) -> list[dict[str, Any]]:
         ]
     if "run_command" not in done:
         return [tool_use("run_command", command=_unittest("tests.test_stats"), timeout_s=60)]
-    return [tool_use("complete", summary="word_count(text, skip_stop_words) with textkit/stopwords.txt; test_stats passes.")]
+    return [
+        tool_use(
+            "complete",
+            summary="word_count(text, skip_stop_words) with textkit/stopwords.txt; test_stats passes.",
+        )
+    ]
 
 
 HEADLINE_CODE = '''"""Headlines as slugs."""
@@ -236,7 +277,12 @@ def fixer(request: SimRequest) -> list[dict[str, Any]]:
         ]
     if "run_command" not in done:
         return [tool_use("run_command", command=_unittest("tests.test_headline"), timeout_s=60)]
-    return [tool_use("complete", summary="headline_slug kept four words instead of five; fixed, test_headline passes.")]
+    return [
+        tool_use(
+            "complete",
+            summary="headline_slug kept four words instead of five; fixed, test_headline passes.",
+        )
+    ]
 
 
 def demo_policy() -> ScriptedPolicy:

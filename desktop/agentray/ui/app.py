@@ -2,6 +2,10 @@
 
 QApplication + a qasync loop (the Qt thread is the asyncio loop thread), one instance per user,
 the tray, the controller, the windows (made when first opened), notifications.
+
+The offline demo's scripted model serves the demo's own run only (``AppController.start_demo_run``):
+"New run…", "Start again" and presets use the real model with the person's key, or say that no key
+is set and offer to set one. Each start of the demo gets a fresh copy of the demo project.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QObject, QTimer, QUrl
+from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QApplication, QMessageBox, QSystemTrayIcon, QWidget
 
 from agentray.errors import AgentrayError, NoApiKeyError
@@ -28,7 +33,8 @@ from .sandbox_prompt import NoSandboxPrompt, ask_run_unsandboxed
 from .settings import APPLICATION, ORGANIZATION, AppSettings
 from .single_instance import SingleInstance
 from .tray import Tray
-from .welcome import WelcomeDialog
+from .welcome import NoKeyPrompt, WelcomeDialog
+from .wording import APP_NAME, plural, window_title
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +63,7 @@ class TrayApp(QObject):
         self.tray_available = tray_available
         self.demo_dir = demo_dir
         self.demo_session: Any = None
+        self.demo_run_id: str | None = None  # the demo session's run, once started
         self.finished: asyncio.Future[int] | None = None
         self.windows: dict[str, QWidget] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
@@ -65,6 +72,7 @@ class TrayApp(QObject):
         self.notifier.open_escalation.connect(self.open_escalations)
         self.notifier.open_run.connect(self.open_dashboard)
         self.notifier.open_changes.connect(self.open_changes)
+        self.notifier.open_folder.connect(self.open_folder)
         self.escalations = EscalationWindow(controller)
         self.windows["escalations"] = self.escalations
         # A new question brings the window up by itself only when it is already open; otherwise
@@ -97,11 +105,21 @@ class TrayApp(QObject):
         window = self.windows["dashboard"]
         window.show_changes(run_id)  # type: ignore[attr-defined]
 
+    def open_folder(self, run_id: str) -> None:
+        """The run's project folder in the desktop's file manager."""
+        summary = self.controller.run_summary(run_id)
+        folder = Path(summary.workspace) if summary is not None else None
+        if folder is None or not folder.is_dir():
+            self.show_error("Cannot open the folder", f"The folder of run {run_id} is gone.")
+            return
+        if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder))):
+            self.show_error("Cannot open the folder", f"No file manager opened {folder}.")
+
     def open_new_run(
         self, goal: str | None = None, workspace: str | None = None, preset: str | None = None
     ) -> None:
         if not self.controller.has_key():
-            self.open_welcome()
+            self.offer_key()
             return
         from .new_run_dialog import NewRunDialog
 
@@ -124,6 +142,13 @@ class TrayApp(QObject):
     def open_escalations(self, escalation_id: str | None = None) -> None:
         self.escalations.show_escalation(escalation_id or None)
 
+    def offer_key(self) -> None:
+        """No API key for a run of the person's own: say so, and offer to set one (Settings)."""
+        prompt = NoKeyPrompt()
+        prompt.set_key_requested.connect(self.open_settings)
+        self.windows["no_key"] = prompt
+        _bring_forward(prompt)
+
     def open_welcome(self) -> None:
         dialog = WelcomeDialog()
         dialog.set_key_requested.connect(self.open_settings)
@@ -132,7 +157,7 @@ class TrayApp(QObject):
         _bring_forward(dialog)
 
     def show_error(self, title: str, message: str) -> None:
-        box = QMessageBox(QMessageBox.Icon.Warning, title, message)
+        box = QMessageBox(QMessageBox.Icon.Warning, window_title(title), message)
         box.setWindowIcon(app_icon())
         self.windows["error"] = box
         box.show()  # never exec(): we may be inside a coroutine
@@ -193,23 +218,33 @@ class TrayApp(QObject):
             log.exception("pruning old runs failed")
             return
         if gone:
-            log.info("forgot %d runs older than %d days", len(gone), days)
+            log.info("forgot %s older than %s", plural(len(gone), "run"), plural(days, "day"))
 
     async def start_demo(self) -> str | None:
+        """Start the offline demo's run on a fresh copy of its project (its scripted model serves
+        that run only); while it runs, asking again shows it."""
         from agentray.demo import DemoSession
 
+        if self.demo_run_id is not None and self.controller.is_live(self.demo_run_id):
+            self.open_dashboard(self.demo_run_id)
+            return self.demo_run_id
         try:
+            if self.demo_session is not None and self.demo_run_id is not None:
+                # its project is fixed already: the script would not fit it again
+                self.demo_session.close()
+                self.demo_session = None
             if self.demo_session is None:
-                self.demo_session = DemoSession.start(self.demo_dir)
-            self.controller.use_demo(self.demo_session)
+                first = self.demo_run_id is None  # --dir is for the first demo only
+                self.demo_session = DemoSession.start(self.demo_dir if first else None)
             config = self.demo_session.config()
             if not detect_sandbox().available:
                 # The demo's commands are its own script, not a model's: no question (as the CLI)
                 config = config.replace(sandbox=False)
-            run_id = await self.controller.start_run(config)
+            run_id = await self.controller.start_demo_run(self.demo_session, config)
         except AgentrayError as error:
             self.show_error("Cannot start the demo", str(error))
             return None
+        self.demo_run_id = run_id
         self.open_dashboard(run_id)
         return run_id
 
@@ -230,15 +265,19 @@ class TrayApp(QObject):
             self.finished.set_result(code)
 
 
-def run_tray(*, demo: bool = False, demo_dir: Path | None = None) -> int:
-    """Run the tray until Quit; 0 on a clean quit (also when another instance was told to show)."""
+def run_tray(
+    *, demo: bool = False, demo_dir: Path | None = None, base_url: str | None = None
+) -> int:
+    """Run the tray until Quit; 0 on a clean quit (also when another instance was told to show).
+    ``base_url``: the model's address for real runs (None: the SDK's default, which honours
+    ANTHROPIC_BASE_URL)."""
     import qasync
 
     existing = QApplication.instance()
     app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APPLICATION)
-    app.setApplicationDisplayName("Agentray")
+    app.setApplicationDisplayName(APP_NAME)
     app.setWindowIcon(app_icon())
     app.setQuitOnLastWindowClosed(False)
 
@@ -256,7 +295,7 @@ def run_tray(*, demo: bool = False, demo_dir: Path | None = None) -> int:
 
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
-    controller = AppController(AppSettings())
+    controller = AppController(AppSettings(), base_url=base_url)
     shell = TrayApp(controller, tray_available=tray_available, demo_dir=demo_dir)
     instance.message_received.connect(shell.on_message)
     shell.finished = loop.create_future()
@@ -286,4 +325,4 @@ def run_tray(*, demo: bool = False, demo_dir: Path | None = None) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         instance.close()
-    return code
+    return int(code)

@@ -29,7 +29,14 @@ from agentray.states import AgentStatus, RunStatus
 from .marks import RunMark, marks_from_config, marks_from_event
 from .settings import AppSettings
 
-__all__ = ["AppController", "DemoLike", "EscalationView", "RunSummary", "StartDeclined"]
+__all__ = [
+    "AppController",
+    "DemoLike",
+    "DemoRunning",
+    "EscalationView",
+    "RunSummary",
+    "StartDeclined",
+]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +64,17 @@ class StartDeclined(AgentrayError):
         super().__init__(
             "Not started: this system has no command sandbox, and you chose not to run the "
             "agents' commands without one."
+        )
+
+
+class DemoRunning(BadInputError):
+    """A run of the person's own cannot start while the offline demo's run is still going: the
+    demo's engine talks only to its scripted model."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The offline demo is still running. Stop it (or let it finish) first: the demo's "
+            "scripted model only plays the demo, your own runs use your API key."
         )
 
 
@@ -127,15 +145,26 @@ class AppController(QObject):
         journal: Journal | None = None,
         *,
         engine_factory: Callable[[], Engine] | None = None,
+        base_url: str | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self.settings = settings
         self.journal = journal if journal is not None else Journal()
+        # The model's address for real runs (None: the SDK's default, which honours
+        # ANTHROPIC_BASE_URL); the settings dialog verifies keys against it too.
+        self.base_url = base_url
         self._engine_factory = engine_factory
         self._engine: Engine | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        # use_demo: every run of this controller on the demo's simulator (tests, `demo --headless`)
         self.demo: DemoLike | None = None
+        # start_demo_run: the engine is the demo's, for the demo's own run only; the next start
+        # of anything else drops it and uses the real model (or says that no key is set).
+        self._demo_only: DemoLike | None = None
+        self.demo_runs: set[str] = set()
+        # Runs the person stopped here (Stop, Stop all, Abort): their ending is no news to them.
+        self.stopped_by_person: set[str] = set()
         self._started_at: dict[str, float] = {}
         self._marks: dict[str, tuple[RunMark, ...]] = {}  # live runs, from their RunStarted
         self._consent = asyncio.Lock()  # one question at a time; a second start sees the answer
@@ -160,9 +189,24 @@ class AppController(QObject):
     def has_engine(self) -> bool:
         return self._engine is not None
 
+    def live_view(self, run_id: str) -> RunView | None:
+        """A frozen view of a run live in this process (None: not live here)."""
+        view = self._engine.run_view(run_id) if self._engine is not None else None
+        return view if view is not None and view.live else None
+
+    def guard_state(self) -> tuple[bool, str]:
+        """(saturated, why) of the engine's system guard; clear without an engine."""
+        if self._engine is None:
+            return False, ""
+        reading = self._engine.guard.reading
+        return reading.saturated, reading.reason
+
     def has_key(self) -> bool:
-        """True when an engine can be made: a key in the environment/keyring, or the demo."""
-        if self._engine is not None or self.demo is not None or self._engine_factory is not None:
+        """True when a run of the person's own can start: a key in the environment/keyring (or a
+        test's engine). The demo's own engine does not count: it serves only the demo's run."""
+        if self.demo is not None or self._engine_factory is not None:
+            return True
+        if self._engine is not None and self._demo_only is None:
             return True
         from agentray.keys import resolve_api_key
 
@@ -189,7 +233,14 @@ class AppController(QObject):
         key, _source = resolve_api_key()
         if not key:
             raise NoApiKeyError()
-        return build_engine(api_key=key, journal=self.journal)
+        return build_engine(api_key=key, base_url=self.base_url, journal=self.journal)
+
+    def _engine_for_own_run(self) -> Engine:
+        """The engine for a run of the person's own (New run, Start again, a preset, a resume):
+        never the demo's. The demo's engine, once idle, is dropped for the real one."""
+        if self._demo_only is not None and not self._detach_idle_engine():
+            raise DemoRunning()
+        return self.engine()
 
     def _attach(self, engine: Engine) -> None:
         self._engine = engine
@@ -206,6 +257,7 @@ class AppController(QObject):
         if self._unsubscribe is not None:
             self._unsubscribe()
         self._engine, self._unsubscribe = None, None
+        self._demo_only = None
         with contextlib.suppress(RuntimeError):  # no running loop: nothing to close with
             asyncio.get_running_loop()
             task = asyncio.ensure_future(engine.aclose())
@@ -221,6 +273,26 @@ class AppController(QObject):
         self._attach(self._make_engine())
         self.runs_changed.emit()
 
+    async def start_demo_run(self, session: DemoLike, config: RunConfig) -> str:
+        """Start the offline demo's own run on an engine of its simulator. That engine serves this
+        run only: whatever starts next (New run, Start again, a preset) uses the real model, or
+        says that no key is set. ``config`` is the demo's (``session.config()``)."""
+        from agentray.runtime import build_engine
+
+        if self.demo is not session:
+            if self._engine is not None and not self._detach_idle_engine():
+                raise BadInputError("Stop the running runs before starting the demo.")
+            self._attach(
+                build_engine(
+                    api_key=session.api_key, base_url=session.base_url, journal=self.journal
+                )
+            )
+            self._demo_only = session
+        run_id = await self.engine().start_run(config)
+        self.demo_runs.add(run_id)
+        self.runs_changed.emit()
+        return run_id
+
     def _on_key_changed(self) -> None:
         # A new key applies to the next engine; live runs keep the one they started with.
         if self.demo is None and self._engine_factory is None:
@@ -231,6 +303,7 @@ class AppController(QObject):
         if isinstance(event, ev.RunStarted):
             self._started_at.setdefault(event.run_id, event.ts)
             self._marks[event.run_id] = marks_from_event(event)  # a resume may change them
+            self.stopped_by_person.discard(event.run_id)  # resumed: its next ending is news
         self.event.emit(event)
         if isinstance(event, _RUN_EVENTS) and not self._runs_timer.isActive():
             self._runs_timer.start()
@@ -260,7 +333,7 @@ class AppController(QObject):
     async def start_run(self, config: RunConfig) -> str:
         """Start a run. Where no sandbox exists, a config that wants one asks the person first
         (once; see ``confirm_unsandboxed``); ``sandbox=False`` (the demo) goes as it is."""
-        engine = self.engine()
+        engine = self._engine_for_own_run()
         if config.sandbox:
             validate_config(config.replace(sandbox=False))  # a bad form fails before any question
             if await self._go_unsandboxed():
@@ -271,19 +344,23 @@ class AppController(QObject):
         return run_id
 
     def stop_run(self, run_id: str) -> None:
+        """The person stops a run (Stop, Abort): no "Run stopped" notification follows."""
+        self.stopped_by_person.add(run_id)
         if self._engine is not None and self._engine.stop_run(run_id):
             return
         # Not live here (e.g. a headless run in another process): ask through the journal.
         self.journal.request_stop(run_id)
 
     def stop_all(self) -> None:
+        """The person stops every run ("Stop all agents"): no "Run stopped" notifications."""
         if self._engine is not None:
+            self.stopped_by_person.update(r.run_id for r in self._engine.view().live_runs)
             self._engine.stop_all()
 
     async def resume_run(self, run_id: str) -> str:
         """Resume as it was journaled; a sandboxed run resumed where no sandbox exists asks first,
         as a start does."""
-        engine = self.engine()
+        engine = self._engine_for_own_run()
         row = self.journal.get_run(run_id)
         sandbox: bool | None = None
         if row is not None and row.config.get("sandbox", True) and await self._go_unsandboxed():
@@ -430,7 +507,10 @@ class AppController(QObject):
                 # Only runs that ended without the user deciding so (the app quit or crashed):
                 # a run the user stopped, or one that failed, does not keep asking.
                 run_row = self.journal.get_run(row.run_id)
-                keep = run_row is not None and run_row.status in (RunStatus.INTERRUPTED, RunStatus.RUNNING)
+                keep = run_row is not None and run_row.status in (
+                    RunStatus.INTERRUPTED,
+                    RunStatus.RUNNING,
+                )
                 workspaces[row.run_id] = run_row.workspace if keep and run_row is not None else None
             workspace = workspaces[row.run_id]
             if workspace is None:

@@ -4,9 +4,17 @@
 ``QSystemTrayIcon.showMessage`` cannot carry actions: through the StatusNotifierItem path Qt sends
 one fixed "default" action, and its X11 balloon has none. So where a notification server is on
 the session bus and says it supports "actions", Agentray sends ``Notify`` itself with its own
-action keys ("Review", "Details", "Open"; the "default" one is what a click on the body does)
+action keys ("Answer", "Review", "Show", …; the "default" one is what a click on the body does)
 and listens for ``ActionInvoked``. Elsewhere (macOS, Windows, no server) the Notifier falls back to
 ``showMessage`` and a click there does the default action.
+
+What the server says it can do (``GetCapabilities``) shapes each notification. Without "actions"
+it is not used at all. A persistent one (an escalation) goes with urgency critical, no expiry and
+the ``resident`` hint: it stays after "Answer" until Agentray closes it, once the question is
+answered. Servers with "persistence" keep it in their list too; the hints are sent to the others
+as well (dunst 1.9 honours ``resident`` without announcing "persistence", and the specification
+has servers ignore hints they do not know). Where the server renders "body-markup", the body is
+escaped so a question's ``<`` or ``&`` shows as typed.
 
 Why jeepney and not QtDBus: ``Notify`` takes ``replaces_id`` as a D-Bus uint32, and PySide6
 cannot marshal a Python int as anything but int32/int64 (there is no QVariant to convert), so
@@ -18,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import logging
 import sys
 from collections.abc import Sequence
@@ -66,6 +75,19 @@ class DesktopNotifications(QObject):
     @property
     def ready(self) -> bool:
         return self._router is not None and "actions" in self.capabilities
+
+    def hints(self, level: str, *, persistent: bool) -> dict[str, tuple[str, Any]]:
+        """The hints a notification goes with on this server (see the module's doc)."""
+        hints: dict[str, tuple[str, Any]] = {
+            "urgency": ("y", 2 if persistent else URGENCY.get(level, 1)),
+        }
+        if persistent:
+            hints["resident"] = ("b", True)
+        return hints
+
+    def body_text(self, body: str) -> str:
+        """The body as the server shows it: escaped where it renders markup."""
+        return html.escape(body, quote=False) if "body-markup" in self.capabilities else body
 
     async def _call(
         self, method: str, signature: str | None = None, body: tuple[Any, ...] = ()
@@ -137,21 +159,39 @@ class DesktopNotifications(QObject):
         *,
         actions: Sequence[tuple[str, str]],
         level: str = "info",
+        persistent: bool = False,
         replaces_id: int = 0,
-        timeout_ms: int = -1,
+        timeout_ms: int | None = None,
         app_name: str = "Agentray",
     ) -> int:
-        """Show a notification; its id. ``actions`` are (key, label), "default" for a click."""
+        """Show a notification (or replace ``replaces_id``); its id. ``actions`` are (key, label),
+        "default" for a click. ``persistent``: it stays until acted on (an escalation)."""
         if self._router is None:
             raise RuntimeError("not connected to the notification server")
         flat = [part for key, label in actions for part in (key, label)]
-        hints = {"urgency": ("y", URGENCY.get(level, 1))}
+        if timeout_ms is None:
+            timeout_ms = 0 if persistent else -1  # 0: never expires; -1: the server's default
         (notification_id,) = await self._call(
             "Notify",
             "susssasa{sv}i",
-            (app_name, replaces_id, "", title, body, flat, hints, timeout_ms),
+            (
+                app_name,
+                replaces_id,
+                "",
+                title,
+                self.body_text(body),
+                flat,
+                self.hints(level, persistent=persistent),
+                timeout_ms,
+            ),
         )
         return int(notification_id)
+
+    async def close(self, notification_id: int) -> None:
+        """Take a notification off the screen (and out of the server's list of open ones)."""
+        if self._router is None:
+            return
+        await self._call("CloseNotification", "u", (notification_id,))
 
     async def aclose(self) -> None:
         listener, self._listener = self._listener, None

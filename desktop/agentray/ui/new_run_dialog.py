@@ -29,6 +29,7 @@ from agentray.errors import AgentrayError, BadInputError
 from agentray.sandbox import detect_sandbox
 
 from .fields import LimitFields, model_combo
+from .wording import window_title
 
 if TYPE_CHECKING:
     from .controller import AppController
@@ -79,7 +80,7 @@ class NewRunDialog(QDialog):
     def __init__(self, controller: AppController, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.controller = controller
-        self.setWindowTitle("New Agentray run")
+        self.setWindowTitle(window_title("New run"))
         self.setObjectName("newRunDialog")
         self.setMinimumWidth(560)
         self._build_edited = False  # the user typed a command: stop re-suggesting
@@ -236,7 +237,9 @@ class NewRunDialog(QDialog):
 
     # ------------------------------------------------------------------ folder and build
     def _browse(self) -> None:
-        dialog = QFileDialog(self, "Project folder", self.folder.currentText() or str(Path.home()))
+        dialog = QFileDialog(
+            self, window_title("Project folder"), self.folder.currentText() or str(Path.home())
+        )
         dialog.setFileMode(QFileDialog.FileMode.Directory)
         dialog.setOption(QFileDialog.Option.ShowDirsOnly, True)
         dialog.fileSelected.connect(self.folder.setCurrentText)

@@ -10,6 +10,7 @@ import asyncio
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from .icons import app_icon
+from .wording import window_title
 
 __all__ = ["NoSandboxPrompt", "ask_run_unsandboxed", "install_hint"]
 
@@ -29,13 +30,13 @@ def install_hint(problem: str) -> str:
 
 
 class NoSandboxPrompt(QMessageBox):
-    """"Run without a sandbox" or "Don't start" (the default, also Escape and closing it)."""
+    """ "Run without a sandbox" or "Don't start" (the default, also Escape and closing it)."""
 
     def __init__(self, problem: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("noSandboxPrompt")
         self.setIcon(QMessageBox.Icon.Warning)
-        self.setWindowTitle("Agentray: no command sandbox")
+        self.setWindowTitle(window_title("No command sandbox"))
         self.setWindowIcon(app_icon())
         self.setText("This system has no sandbox for the agents' commands.")
         self.setInformativeText(

@@ -127,6 +127,15 @@ class AppSettings:
         self._set("notifications_muted", bool(value))
 
     @property
+    def escalation_reminder(self) -> bool:
+        """Remind once (after ``ui.notifications.REMINDER_S``) of a question left unanswered."""
+        return _as_bool(self.qsettings.value("escalation_reminder"), True)
+
+    @escalation_reminder.setter
+    def escalation_reminder(self, value: bool) -> None:
+        self._set("escalation_reminder", bool(value))
+
+    @property
     def start_at_login(self) -> bool:
         return _as_bool(self.qsettings.value("start_at_login"), False)
 

@@ -1,6 +1,16 @@
 """The tray icon and its menu. The icon shows the state (idle, N agents working, needs you, last
 run failed); the menu is rebuilt each time it opens. Every run in it, live or finished, has
-"Review changes": the dashboard's Changes view of that run (review and undo)."""
+"Review changes": the dashboard's Changes view of that run (review and undo).
+
+While anything waits for the person the tray item's status is NeedsAttention (``Tray.status``,
+in the StatusNotifierItem's words). Qt's QSystemTrayIcon has no API for that status: its own
+StatusNotifierItem says NeedsAttention only for the few seconds of a ``showMessage``. So the
+status is shown the way every tray can: the attention icon (a distinct image, not only a colour)
+and a tooltip that says who waits and for what.
+
+"Start again" and "Recent runs" name each run by goal, folder and when ("Make the tests pass —
+~/src/app — 2 h ago"); runs whose folder is gone are left out, and identical entries shown once.
+"""
 
 from __future__ import annotations
 
@@ -14,17 +24,29 @@ from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
 from agentray import events as ev
 from agentray.engine import RunConfig
-from agentray.errors import AgentrayError
+from agentray.errors import AgentrayError, NoApiKeyError
 
 from .controller import AppController, RunSummary, StartDeclined
 from .icons import state_icon
 from .marks import marks_from_config, marks_suffix, marks_tooltip, run_marks
+from .wording import ago, plural, short_folder
 
-__all__ = ["Shell", "Tray", "finished_run_label", "run_label"]
+__all__ = [
+    "ACTIVE",
+    "NEEDS_ATTENTION",
+    "Shell",
+    "Tray",
+    "again_label",
+    "finished_run_label",
+    "run_label",
+]
 
 MAX_MENU_TEXT = 48
 RECENT_RUNS = 6  # finished runs listed under "Recent runs"
 _STATUS_MARKS = {"succeeded": "✓", "failed": "✗", "cancelled": "■", "interrupted": "⏸"}
+# The StatusNotifierItem's words for the tray item's status.
+ACTIVE = "Active"
+NEEDS_ATTENTION = "NeedsAttention"
 
 
 class Shell(Protocol):
@@ -36,6 +58,7 @@ class Shell(Protocol):
         self, goal: str | None = None, workspace: str | None = None, preset: str | None = None
     ) -> None: ...
     def open_settings(self) -> None: ...
+    def offer_key(self) -> None: ...
     def open_escalations(self, escalation_id: str | None = None) -> None: ...
     def request_quit(self) -> None: ...
     def show_error(self, title: str, message: str) -> None: ...
@@ -54,14 +77,41 @@ def run_label(run: RunSummary) -> str:
     )
 
 
-def finished_run_label(row: Any) -> str:
-    """A finished run's menu entry (a journal RunRow): its outcome, goal and folder."""
-    mark = _STATUS_MARKS.get(row.status, "•")
-    return f"{mark} {_clip(row.goal, 40)} — {Path(row.workspace).name}"
+def _when(row: Any) -> float:
+    return float(row.ended_at or row.started_at)
+
+
+def _where_and_when(row: Any, now: float | None = None) -> str:
+    return f"{_clip(row.goal, 40)} — {short_folder(row.workspace, 30)} — {ago(_when(row), now)}"
+
+
+def finished_run_label(row: Any, now: float | None = None) -> str:
+    """A finished run's menu entry (a journal RunRow): its outcome, goal, folder and when."""
+    return f"{_STATUS_MARKS.get(row.status, '•')} {_where_and_when(row, now)}"
+
+
+def again_label(row: Any, now: float | None = None) -> str:
+    """A "Start again" entry: goal, folder, when it last ran, and how its commands are confined."""
+    return f"↻ {_where_and_when(row, now)}{marks_suffix(marks_from_config(row.config))}"
+
+
+def _folder_exists(workspace: str) -> bool:
+    try:
+        return Path(workspace).expanduser().is_dir()
+    except OSError:
+        return False
+
+
+def _same_folder(workspace: str) -> str:
+    try:
+        return str(Path(workspace).expanduser().resolve())
+    except OSError:
+        return workspace
 
 
 class Tray(QObject):
     state_changed = Signal(str, int)  # state, badge count
+    status_changed = Signal(str)  # ACTIVE | NEEDS_ATTENTION
 
     def __init__(
         self, controller: AppController, shell: Shell, parent: QObject | None = None
@@ -97,6 +147,11 @@ class Tray(QObject):
             self.last_failed = False
         self.refresh()
 
+    @property
+    def status(self) -> str:
+        """NeedsAttention while anything (a question, an approval) waits for the person."""
+        return NEEDS_ATTENTION if self.state == "attention" else ACTIVE
+
     def compute_state(self) -> tuple[str, int]:
         runs = self.controller.active_runs()
         if self.controller.pending_escalations():
@@ -111,8 +166,12 @@ class Tray(QObject):
 
     def tooltip_text(self) -> str:
         runs = self.controller.active_runs()
-        pending = len(self.controller.pending_escalations())
-        lines = ["Agentray"]
+        pending = self.controller.pending_escalations()
+        lines = ["Agentray — needs you" if pending else "Agentray"]
+        if pending:
+            waiting = "waits" if len(pending) == 1 else "wait"
+            lines.append(f"{plural(len(pending), 'question')} {waiting} for you:")
+            lines.extend(f"• {_clip(view.question, 60)}" for view in pending[:3])
         if not runs:
             lines.append("Last run failed" if self.last_failed else "Idle")
         for run in runs:
@@ -120,18 +179,17 @@ class Tray(QObject):
                 f"{_clip(run.goal, 40)}: {run.running} running, {run.waiting} waiting, "
                 f"${run.cost_usd:.2f}{marks_suffix(run.marks)}"
             )
-        if pending:
-            lines.append(
-                f"{pending} pending approval{'s' if pending != 1 else ''}: an agent needs you"
-            )
         return "\n".join(lines)
 
     def refresh(self) -> None:
         state, count = self.compute_state()
         if (state, count) != (self.state, self.count):
+            status = self.status
             self.state, self.count = state, count
             self.icon.setIcon(state_icon(state, count))
             self.state_changed.emit(state, count)
+            if self.status != status:
+                self.status_changed.emit(self.status)
         self.icon.setToolTip(self.tooltip_text())
 
     def _on_activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
@@ -172,13 +230,11 @@ class Tray(QObject):
             if presets and recent:
                 start.addSeparator()
             for row in recent:
-                marks = marks_from_config(row.config)
                 action = self._add(
-                    start,
-                    f"↻ {_clip(row.goal)} — {Path(row.workspace).name}{marks_suffix(marks)}",
-                    lambda _=False, r=row: self.start_again(r),
+                    start, again_label(row), lambda _=False, r=row: self.start_again(r)
                 )
-                action.setToolTip(marks_tooltip(marks))
+                tip = marks_tooltip(marks_from_config(row.config))
+                action.setToolTip("\n".join(filter(None, (row.goal, row.workspace, tip))))
 
         runs = self.controller.active_runs()
         if runs:
@@ -195,13 +251,18 @@ class Tray(QObject):
         finished = self.finished_runs()
         if finished:
             past = menu.addMenu("Recent runs")
-            for row in finished:
-                sub = past.addMenu(finished_run_label(row))
+            labels = [finished_run_label(row) for row in finished]
+            for row, label in zip(finished, labels, strict=True):
+                if labels.count(label) > 1:  # two runs that read the same: tell them apart
+                    label = f"{label} ({row.run_id})"
+                sub = past.addMenu(label)
                 sub.setToolTip(f"{row.goal}\n{row.workspace}\n{row.status}")
                 self._add(
                     sub, "Review changes", lambda _=False, r=row.run_id: self.shell.open_changes(r)
                 )
-                self._add(sub, "Details", lambda _=False, r=row.run_id: self.shell.open_dashboard(r))
+                self._add(
+                    sub, "Details", lambda _=False, r=row.run_id: self.shell.open_dashboard(r)
+                )
 
         pending = len(self.controller.pending_escalations())
         menu.addSeparator()
@@ -216,7 +277,7 @@ class Tray(QObject):
         self._add(menu, "Dashboard", lambda: self.shell.open_dashboard())
         self._add(menu, "Settings…", self.shell.open_settings)
         menu.addSeparator()
-        quit_text = f"Quit (stops {len(runs)} runs)" if runs else "Quit"
+        quit_text = f"Quit (stops {plural(len(runs), 'run')})" if runs else "Quit"
         self._add(menu, quit_text, self.shell.request_quit)
 
     def action_texts(self, menu: QMenu | None = None) -> list[str]:
@@ -242,34 +303,46 @@ class Tray(QObject):
         return None
 
     def finished_runs(self, limit: int = RECENT_RUNS) -> list[Any]:
-        """The newest runs that are not running here, from the journal (newest first)."""
+        """The newest runs that are not running here and whose folder is still there, from the
+        journal (newest first)."""
         try:
-            rows = self.controller.journal.list_runs(limit=limit + 10)
+            rows = self.controller.journal.list_runs(limit=limit + 20)
         except Exception:  # a broken journal must not break the menu
             return []
-        return [r for r in rows if r.status != "running" and not self.controller.is_live(r.run_id)][
-            :limit
+        shown = [
+            r
+            for r in rows
+            if r.status != "running"
+            and not self.controller.is_live(r.run_id)
+            and _folder_exists(r.workspace)
         ]
+        return sorted(shown, key=_when, reverse=True)[:limit]
 
     # ------------------------------------------------------------------ one-click starts
     def recent_runs(self, limit: int = 6) -> list[Any]:
-        """Recent runs (newest first, one per goal and folder) that can start again as they were."""
+        """Recent runs that can start again as they were (newest first): one per goal, folder and
+        confinement (the newest), none whose folder is gone."""
         try:
             rows = self.controller.journal.list_runs(limit=40)
         except Exception:  # a broken journal must not break the menu
             return []
-        seen: set[tuple[str, str]] = set()
+        seen: set[tuple[str, str, tuple[str, ...]]] = set()
         recent = []
-        for row in rows:
-            key = (row.goal, row.workspace)
-            if key in seen or self.controller.is_live(row.run_id) or not Path(row.workspace).is_dir():
+        for row in sorted(rows, key=_when, reverse=True):
+            if self.controller.is_live(row.run_id) or not _folder_exists(row.workspace):
+                continue
+            marks = tuple(str(m) for m in marks_from_config(row.config))
+            key = (" ".join(row.goal.split()), _same_folder(row.workspace), marks)
+            if key in seen:
                 continue
             seen.add(key)
             recent.append(row)
         return recent[:limit]
 
     def start_preset(self, preset: dict[str, Any]) -> None:
-        self._start(self.controller.settings.preset_config(preset), preset.get("name", "the preset"))
+        self._start(
+            self.controller.settings.preset_config(preset), preset.get("name", "the preset")
+        )
 
     def start_again(self, row: Any) -> None:
         """The same goal, folder, build, model, limits and network as an earlier run, in one click.
@@ -285,6 +358,9 @@ class Tray(QObject):
             try:
                 return await self.controller.start_run(config)
             except StartDeclined:  # the person said no just now: nothing to tell them
+                return None
+            except NoApiKeyError:  # say so, and offer to set one (never the demo's script)
+                self.shell.offer_key()
                 return None
             except AgentrayError as error:
                 self.shell.show_error(f"Cannot start {label}", str(error))

@@ -1,6 +1,7 @@
 """First start without a key: set one, or try the offline demo. It also shows what
 `agentray doctor` finds (sandbox, keyring, notifications, display, key), checked off the GUI
-thread."""
+thread. ``NoKeyPrompt``: a run of the person's own asked for without a key (after the demo, say):
+it says so and offers to set one."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -22,8 +24,9 @@ from PySide6.QtWidgets import (
 from agentray.doctor import Check, format_check, run_checks
 
 from .icons import app_icon, render_pixmap
+from .wording import window_title
 
-__all__ = ["WelcomeDialog"]
+__all__ = ["NoKeyPrompt", "WelcomeDialog"]
 
 WELCOME_TEXT = (
     "<h2>Welcome to Agentray</h2>"
@@ -65,7 +68,7 @@ class WelcomeDialog(QDialog):
         self, parent: QWidget | None = None, *, checks: Sequence[Check] | None = None
     ) -> None:
         super().__init__(parent)
-        self.setWindowTitle("Welcome to Agentray")
+        self.setWindowTitle(window_title("Welcome"))
         self.setWindowIcon(app_icon())
         logo = QLabel()
         logo.setPixmap(render_pixmap("agentray", 64))
@@ -138,3 +141,32 @@ class WelcomeDialog(QDialog):
     def _on_demo(self) -> None:
         self.accept()
         self.demo_requested.emit()
+
+
+class NoKeyPrompt(QMessageBox):
+    """No API key is set, and a run of the person's own was asked for: "Set a key…" (the default:
+    opens Settings, emits ``set_key_requested``) or "Not now". Shown with ``show()``."""
+
+    set_key_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("noKeyPrompt")
+        self.setIcon(QMessageBox.Icon.Information)
+        self.setWindowTitle(window_title("No API key"))
+        self.setWindowIcon(app_icon())
+        self.setText("No API key is set.")
+        self.setInformativeText(
+            "Your own runs talk to Anthropic's API, so they need an API key (kept in your system "
+            "keyring, or ANTHROPIC_API_KEY in the environment). The offline demo's scripted "
+            "model plays only the demo."
+        )
+        self.set_key_button = self.addButton("Set a key…", QMessageBox.ButtonRole.AcceptRole)
+        self.later_button = self.addButton("Not now", QMessageBox.ButtonRole.RejectRole)
+        self.setDefaultButton(self.set_key_button)
+        self.setEscapeButton(self.later_button)
+        self.finished.connect(self._decided)
+
+    def _decided(self, _result: int) -> None:
+        if self.clickedButton() is self.set_key_button:
+            self.set_key_requested.emit()

@@ -125,6 +125,8 @@ def test_save_writes_preferences_and_autostart(
     dialog.max_concurrent.setValue(3)
     dialog.budget.setValue(2.5)
     dialog.mute.setChecked(True)
+    assert dialog.reminder.isChecked()  # on by default
+    dialog.reminder.setChecked(False)
     dialog.start_at_login.setChecked(True)
     assert dialog.keep_days.value() == 30  # the default
     dialog.keep_days.setValue(7)
@@ -135,6 +137,7 @@ def test_save_writes_preferences_and_autostart(
     assert settings.default_model == "claude-opus-4-5"
     assert settings.max_concurrent == 3 and settings.budget_usd == 2.5
     assert settings.notifications_muted is True and settings.start_at_login is True
+    assert settings.escalation_reminder is False
 
     again = SettingsDialog(plain_controller)
     qtbot.addWidget(again)

@@ -88,6 +88,8 @@ class SettingsDialog(QDialog):
         general_layout = QVBoxLayout(general)
         self.mute = QCheckBox("Mute notifications (escalations still open the tray badge)")
         self.mute.setChecked(bool(settings.notifications_muted))
+        self.reminder = QCheckBox("Remind me once when a question waits 10 minutes")
+        self.reminder.setChecked(bool(settings.escalation_reminder))
         self.start_at_login = QCheckBox("Start Agentray at login")
         self.start_at_login.setChecked(autostart.is_enabled() or bool(settings.start_at_login))
         self.autostart_error = _error_label()
@@ -103,6 +105,7 @@ class SettingsDialog(QDialog):
         keep_row.addWidget(self.keep_days)
         keep_row.addStretch(1)
         general_layout.addWidget(self.mute)
+        general_layout.addWidget(self.reminder)
         general_layout.addWidget(self.start_at_login)
         general_layout.addLayout(keep_row)
         general_layout.addWidget(self.autostart_error)
@@ -291,6 +294,7 @@ class SettingsDialog(QDialog):
         settings.default_model = self.model.currentText().strip() or DEFAULT_MODEL
         settings.limits = self.limits.values()
         settings.notifications_muted = self.mute.isChecked()
+        settings.escalation_reminder = self.reminder.isChecked()
         settings.keep_days = self.keep_days.value()
         wanted = self.start_at_login.isChecked()
         try:

@@ -8,6 +8,7 @@ Engine events only mark parts dirty; a single-shot QTimer refreshes at most ever
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from PySide6.QtWidgets import (
 from agentray import events as ev
 from agentray.checkpoints import CHANGING_TOOLS
 from agentray.engine import RunView
+from agentray.errors import JournalError
 from agentray.states import Role
 from agentray.timeline import TimelineBuilder, load_timeline
 
@@ -65,6 +67,8 @@ if TYPE_CHECKING:
     from .controller import AppController
 
 __all__ = ["REFRESH_INTERVAL_MS", "DashboardWindow"]
+
+log = logging.getLogger(__name__)
 
 REFRESH_INTERVAL_MS = 100  # at most ~10 refreshes per second, however many events arrive
 LOAD_INTERVAL_MS = 2000
@@ -340,7 +344,8 @@ class DashboardWindow(QMainWindow):
             )
         try:
             past = self.controller.journal.list_runs(limit=100)
-        except Exception:  # a locked or broken journal must not take the window down
+        except JournalError as error:  # a locked or broken journal must not take the window down
+            log.warning("cannot list past runs: %s", error)
             past = []
         for r in past:
             if r.run_id not in rows:
@@ -362,7 +367,8 @@ class DashboardWindow(QMainWindow):
             return known
         try:
             count = len(self.controller.journal.list_agents(run_id))
-        except Exception:  # a locked or broken journal must not take the window down
+        except JournalError as error:  # a locked or broken journal must not take the window down
+            log.warning("cannot count the agents of %s: %s", run_id, error)
             return ""
         text = format_agents(count)
         if ended:
@@ -580,7 +586,10 @@ class DashboardWindow(QMainWindow):
         builder: TimelineBuilder
         try:
             builder = load_timeline(self.controller.journal, run_id)
-        except Exception:  # not journaled (yet), or a locked journal: start from its events
+        except KeyError:  # not journaled yet: its events build it
+            builder = TimelineBuilder(run_id, time.time())
+        except JournalError as error:  # a locked journal: start from its events
+            log.warning("cannot read the timeline of %s: %s", run_id, error)
             builder = TimelineBuilder(run_id, time.time())
         self.timeline.set_builder(builder)
 
@@ -590,7 +599,8 @@ class DashboardWindow(QMainWindow):
         first_live = live[0].ts if live else float("inf")
         try:
             journaled = self.controller.journal.list_events(run_id)
-        except Exception:
+        except JournalError as error:
+            log.warning("cannot read the events of %s: %s", run_id, error)
             journaled = []
         lines = [format_event_dict(e) for e in journaled if float(e.get("ts", 0)) < first_live]
         lines += [format_event(e) for e in live]

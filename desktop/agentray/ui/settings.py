@@ -197,11 +197,6 @@ class AppSettings:
             items = [text] + [f for f in self.recent_folders if f != text]
             self._set_json("recent_folders", items[:MAX_RECENT])
 
-    def clear_recents(self) -> None:
-        self._set_json("recent_goals", [])
-        self._set_json("recent_folders", [])
-
-    # ------------------------------------------------------------------ presets
     @property
     def presets(self) -> list[dict[str, Any]]:
         """Each: name, goal, workspace, build_command (str|None), model, limits (dict),
@@ -242,13 +237,6 @@ class AppSettings:
         self._set_json("presets", [*others, preset])
         return preset
 
-    def delete_preset(self, name: str) -> bool:
-        presets = self.presets
-        kept = [p for p in presets if p["name"] != name]
-        self._set_json("presets", kept)
-        return len(kept) != len(presets)
-
-    # ------------------------------------------------------------------ run configs
     def run_config(
         self,
         goal: str,

@@ -15,6 +15,7 @@ and a tooltip that says who waits and for what.
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,7 +25,7 @@ from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
 from agentray import events as ev
 from agentray.engine import RunConfig
-from agentray.errors import AgentrayError, NoApiKeyError
+from agentray.errors import AgentrayError, JournalError, NoApiKeyError
 
 from .controller import AppController, RunSummary, StartDeclined
 from .icons import state_icon
@@ -40,6 +41,8 @@ __all__ = [
     "finished_run_label",
     "run_label",
 ]
+
+log = logging.getLogger(__name__)
 
 MAX_MENU_TEXT = 48
 RECENT_RUNS = 6  # finished runs listed under "Recent runs"
@@ -307,7 +310,8 @@ class Tray(QObject):
         journal (newest first)."""
         try:
             rows = self.controller.journal.list_runs(limit=limit + 20)
-        except Exception:  # a broken journal must not break the menu
+        except JournalError as error:  # a broken journal must not break the menu
+            log.warning("cannot read recent runs for the menu: %s", error)
             return []
         shown = [
             r
@@ -324,7 +328,8 @@ class Tray(QObject):
         confinement (the newest), none whose folder is gone."""
         try:
             rows = self.controller.journal.list_runs(limit=40)
-        except Exception:  # a broken journal must not break the menu
+        except JournalError as error:  # a broken journal must not break the menu
+            log.warning("cannot read recent runs for the menu: %s", error)
             return []
         seen: set[tuple[str, str, tuple[str, ...]]] = set()
         recent = []

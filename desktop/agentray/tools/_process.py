@@ -40,6 +40,9 @@ MAX_TIMEOUT_S = 3600.0
 _POLL_S = 0.02
 _DRAIN_S = 2.0  # how long to wait for the output pipe to close after the process tree is gone
 _LEFTOVER_GRACE_S = 1.0
+# SIGTERM, then this long before SIGKILL: Stop all ends within 2 s even when every command
+# ignores SIGTERM (under bubblewrap the namespace dies at once and no grace is needed)
+KILL_GRACE_S = 1.0
 
 # Cleanup tasks that must outlive a cancelled caller; kept referenced so they are not collected.
 _background: set[asyncio.Task[Any]] = set()
@@ -238,17 +241,17 @@ class ProcessRegistry:
         with self._lock:
             return pid in self._killed
 
-    async def kill_tree(self, pid: int, grace_s: float = 2.0) -> int:
+    async def kill_tree(self, pid: int, grace_s: float = KILL_GRACE_S) -> int:
         """Kill one process tree (and its session); returns how many processes were signalled."""
         return await self._kill(pid, grace_s, mark=True)
 
     async def _kill(self, pid: int, grace_s: float, *, mark: bool) -> int:
         return await self._kill_many([pid], grace_s, mark=mark)
 
-    async def kill_owner(self, owner: str, grace_s: float = 2.0) -> int:
+    async def kill_owner(self, owner: str, grace_s: float = KILL_GRACE_S) -> int:
         return await self._kill_many(self.pids(owner), grace_s)
 
-    async def kill_all(self, grace_s: float = 2.0) -> int:
+    async def kill_all(self, grace_s: float = KILL_GRACE_S) -> int:
         return await self._kill_many(self.pids(), grace_s)
 
     async def _kill_many(self, pids: list[int], grace_s: float, *, mark: bool = True) -> int:
@@ -368,7 +371,7 @@ async def _kill_and_reap(
     protocol: _CommandProtocol,
 ) -> None:
     try:
-        await registry._kill(pid, 2.0, mark=False)
+        await registry._kill(pid, KILL_GRACE_S, mark=False)
         await _wait_future(protocol.exited, 5.0)
     finally:
         transport.close()
@@ -491,7 +494,7 @@ async def _supervise(
     try:
         if not await _wait_future(protocol.exited, timeout):
             timed_out = True
-            await registry._kill(pid, 2.0, mark=False)
+            await registry._kill(pid, KILL_GRACE_S, mark=False)
             await _wait_future(protocol.exited, 5.0)
         elif not sandbox.own_pid_namespace:
             # The shell has ended; anything still in its session was started in the background.

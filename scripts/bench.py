@@ -17,6 +17,16 @@ the engine's GIL). Prints a table; figures are medians of several repeats.
    command, after a file tool), for a small and a 5,000-file folder.
 
     python scripts/bench.py --only checkpoints
+6. search: search_files("def get_queryset") through the engine's tool handler on Django's source
+   (the sdist from PyPI, ~6,900 files, fetched once into a cache folder, with a .gitignore),
+   against grep -rn and the rg binary on the same tree; also the pure-Python engine and
+   list_files. Skipped, with one line, when Django cannot be fetched (no network).
+
+    python scripts/bench.py --only search
+7. load (scripts/bench_load.py, scripts/bench_ui.py): engine CPU per model turn at 10/60/100
+   agents, the tray's UI loop lag with and without the dashboard, the DAG makespan ratio.
+
+    python scripts/bench.py --only load
 """
 
 from __future__ import annotations
@@ -24,14 +34,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import os
 import re
+import shutil
 import statistics
+import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import platformdirs
 import psutil
 
 from agentray import events as ev
@@ -376,12 +392,104 @@ def bench_checkpoints(files: int, repeats: int) -> dict[str, float]:
     return {"base": base * 1000, "whole": statistics.median(whole) * 1000, "one": statistics.median(one) * 1000}
 
 
+# ---------------------------------------------------------------------------- search
+DJANGO = "django==5.2.19"  # pinned: the figures stay comparable from one run to the next
+SEARCH_PATTERN = "def get_queryset"
+DJANGO_GITIGNORE = "*.mo\n/docs/_build/\njs_tests/\n"
+
+
+def django_tree() -> Path | None:
+    """Django's source tree as a git repository with a .gitignore, fetched once into the cache."""
+    tree = platformdirs.user_cache_path("agentray") / "bench" / "django-src"
+    if (tree / ".gitignore").is_file():
+        return tree
+    tree.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        pip = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary=:all:"]
+        fetched = subprocess.run(
+            [*pip, DJANGO, "-d", tmp],
+            capture_output=True,
+            timeout=600,
+            check=False,
+        )
+        archives = list(Path(tmp).glob("*.tar.gz"))
+        if fetched.returncode != 0 or not archives:
+            return None
+        unpacked = Path(tmp) / "unpacked"
+        with tarfile.open(archives[0]) as tar:
+            # "data": no links out, no odd modes (the filter exists from Python 3.11.4 on)
+            safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            tar.extractall(unpacked, **safe)  # type: ignore[arg-type]
+        (top,) = unpacked.iterdir()
+        shutil.rmtree(tree, ignore_errors=True)
+        shutil.move(str(top), tree)
+    subprocess.run(["git", "init", "-q", str(tree)], check=True)
+    (tree / ".gitignore").write_text(DJANGO_GITIGNORE)
+    return tree
+
+
+def _timed_command(args: list[str], cwd: Path) -> tuple[float, int]:
+    started = time.perf_counter()
+    out = subprocess.run(args, cwd=cwd, capture_output=True, check=False).stdout
+    return time.perf_counter() - started, out.count(b"\n")
+
+
+async def bench_search(tree: Path, repeats: int) -> dict[str, tuple[float, int]]:
+    """Median seconds and result count of each way to search (and list) the tree."""
+    from agentray.engine import _tools
+    from agentray.tools import Workspace
+    from agentray.tools._search import find_rg
+
+    rg = find_rg()
+    ours = SimpleNamespace(files=Workspace(tree))
+    python = SimpleNamespace(files=Workspace(tree, engine="python"))
+
+    async def handler(run: Any, tool: Any, args: dict[str, Any]) -> tuple[float, int]:
+        started = time.perf_counter()
+        result = await tool(run, None, args)
+        elapsed = time.perf_counter() - started
+        return elapsed, len(result.get("matches", result.get("files", [])))
+
+    search = {"pattern": SEARCH_PATTERN}
+    ways: dict[str, Any] = {"grep -rn": lambda: _timed_command(["grep", "-rn", SEARCH_PATTERN, "."], tree)}
+    if rg is not None:
+        ways["rg -n (the binary, its defaults)"] = lambda: _timed_command(
+            [rg, "-n", SEARCH_PATTERN, "."], tree
+        )
+    ways["search_files (tool handler)"] = lambda: handler(ours, _tools.search_files, search)
+    if rg is not None:
+        ways["rg --files"] = lambda: _timed_command([rg, "--files"], tree)
+    ways["list_files (tool handler; the first 500 files)"] = lambda: handler(ours, _tools.list_files, {})
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    counts: dict[str, int] = {}
+    for round_ in range(repeats + 1):  # the first round warms the page cache: not counted
+        for name, way in ways.items():  # interleaved, so a busy moment hits every way alike
+            got = way()
+            elapsed, count = await got if asyncio.iscoroutine(got) else got
+            if round_:
+                times[name].append(elapsed)
+            counts[name] = count
+    results = {name: (statistics.median(values), counts[name]) for name, values in times.items()}
+    slow = []
+    for _ in range(min(repeats, 3)):  # the fallback is slow: fewer runs
+        slow.append(await handler(python, _tools.search_files, search))
+    results["search_files, pure-Python engine (no rg)"] = (
+        statistics.median(t for t, _ in slow),
+        slow[0][1],
+    )
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", choices=("engine", "sandbox", "checkpoints"), help="run one group of benchmarks")
+    parser.add_argument(
+        "--only",
+        choices=("engine", "sandbox", "checkpoints", "search", "load"),
+        help="run one group of benchmarks",
+    )
     args = parser.parse_args()
     repeats = 2 if args.quick else 5
 
@@ -393,6 +501,8 @@ def main() -> int:
             await sandbox_tables()
         if args.only in (None, "checkpoints"):
             checkpoint_table()
+        if args.only in (None, "search"):
+            await search_table()
         if args.only in (None, "engine"):
             await engine_tables()
 
@@ -402,6 +512,24 @@ def main() -> int:
         for files in (100, 5000):
             row = bench_checkpoints(files, repeats)
             print(f"| {files} files | {row['base']:.0f} ms | {row['whole']:.0f} ms | {row['one']:.0f} ms |")
+        print()
+
+    async def search_table() -> None:
+        tree = django_tree()
+        if tree is None:
+            print(f"search: skipped, {DJANGO} could not be fetched from PyPI (no network?)\n")
+            return
+        files = sum(len(names) for _, _, names in os.walk(tree))
+        rows = await bench_search(tree, repeats * 2)
+        grep_s = rows["grep -rn"][0]
+        ignored = DJANGO_GITIGNORE.strip().replace("\n", " ")
+        print(
+            f"| `{SEARCH_PATTERN}` on {DJANGO} ({files} files; .gitignore `{ignored}`), "
+            f"median of {repeats * 2} | ms | results | ratio to grep |"
+        )
+        print("|---|---:|---:|---:|")
+        for name, (seconds, count) in rows.items():
+            print(f"| {name} | {seconds * 1000:.0f} | {count} | {seconds / grep_s:.2f} |")
         print()
 
     async def sandbox_tables() -> None:
@@ -445,7 +573,12 @@ def main() -> int:
                 f"{row['peak_in_flight']} | {row['cpu_percent']:.0f} | {row['sim_cpu_percent']:.0f} | {row['rss_growth_mb']:.0f} |"
             )
 
-    asyncio.run(go())
+    if args.only != "load":
+        asyncio.run(go())
+    if args.only in (None, "load"):  # its own event loops (and Qt in child processes)
+        import bench_load
+
+        bench_load.print_load_tables(repeats)
     return 0
 
 

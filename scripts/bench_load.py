@@ -1,20 +1,25 @@
-"""Load benchmarks (issue 10): the scheduler's makespan on a worker DAG, and the engine's CPU per
-model turn. Run through ``scripts/bench.py --only load`` (or this file directly).
+"""Load benchmarks (issue 10): the scheduler's makespan on a worker DAG, the engine's CPU per
+model turn, and the tray's UI loop lag (``bench_ui``). Run through ``scripts/bench.py --only
+load`` (or this file directly: ``python scripts/bench_load.py [--quick]``).
 
 DAG: 12 workers under max_concurrent=3; each holds its slot for a ``sleep`` of known length. A
 chain of four (1.0, 1.0, 1.0, 0.6 s) and eight independent 0.5 s workers, spawned leaves first,
 so a first-come-first-served scheduler starts the chain late. Lower bound: max(critical path,
 total work / slots). Reported: makespan (first spawn to last worker done) / lower bound.
 
-CPU per turn: N agents x 10 turns against the simulator in its own process; the engine
-process's user+system CPU time divided by the number of model turns.
+CPU per turn: N agents x 10 turns against the simulator in its own process (200 ms of simulated
+model time per call, so all N are in flight at once); the engine process's user+system CPU time
+divided by the number of model turns (the orchestrator's included). The configurations are
+interleaved, repeat by repeat, so a busy moment of a shared machine hits each of them alike.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import re
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,19 +36,29 @@ from agentray.simulator import ScriptedPolicy, SimRequest, Simulator, tool_use
 
 KEY = "sk-ant-bench-000000000000"
 
-CHAIN = (1.0, 1.0, 1.0, 0.6)
-LEAVES = (0.5,) * 8
+# seconds of work; each agent also pays two model turns and a snapshot (~50-80 ms) that the
+# lower bound leaves out, so the durations are long enough for scheduling to dominate
+CHAIN = (2.0, 2.0, 2.0, 1.2)
+LEAVES = (1.0,) * 8
 DAG_SLOTS = 3
 
 
 def _dag_orchestrator(request: SimRequest) -> list[dict[str, Any]]:
     if not request.tool_results_named("spawn_agent"):
-        calls = [tool_use("spawn_agent", task=f"DAG-WORKER sleep={s}", title=f"leaf {i}") for i, s in enumerate(LEAVES)]
+        calls = [
+            tool_use("spawn_agent", task=f"DAG-WORKER sleep={s}", title=f"leaf {i}")
+            for i, s in enumerate(LEAVES)
+        ]
         first = len(LEAVES) + 2  # a001 is the orchestrator: the chain's ids follow the leaves
         for i, seconds in enumerate(CHAIN):
             depends = [f"a{first + i - 1:03d}"] if i else []
             calls.append(
-                tool_use("spawn_agent", task=f"DAG-WORKER sleep={seconds}", title=f"chain {i}", depends_on=depends)
+                tool_use(
+                    "spawn_agent",
+                    task=f"DAG-WORKER sleep={seconds}",
+                    title=f"chain {i}",
+                    depends_on=depends,
+                )
             )
         return calls
     if not request.tool_results_named("await_agents"):
@@ -69,13 +84,19 @@ def _dag_policy() -> ScriptedPolicy:
     )
 
 
-async def dag_makespan_ratio() -> tuple[float, float]:
-    """(makespan / lower bound, makespan s) of one run."""
+async def dag_makespan_ratio(*, fifo: bool = False) -> tuple[float, float]:
+    """(makespan / lower bound, makespan s) of one run; ``fifo``: without the critical-path
+    order (every agent the same priority: first come, first served), for comparison."""
+    from agentray.engine import Run
+
+    original = Run.dependents_chain
+    if fifo:
+        Run.dependents_chain = lambda self, agent_id: 0  # type: ignore[method-assign]
     sim = Simulator(_dag_policy(), api_keys={KEY})
     base_url = sim.start()
     workspace = Path(tempfile.mkdtemp(prefix="agentray-bench-dag-"))
     engine = build_engine(
-        api_key=KEY, base_url=base_url, journal=Journal(workspace / "journal.sqlite3"), gate=RateLimitGate(),
+        api_key=KEY, base_url=base_url, journal=Journal(_journal_path()), gate=RateLimitGate(),
         guard=_idle_guard(),
     )  # fmt: skip
     spawned: list[float] = []
@@ -98,10 +119,16 @@ async def dag_makespan_ratio() -> tuple[float, float]:
     finally:
         await engine.aclose()
         sim.stop()
+        Run.dependents_chain = original  # type: ignore[method-assign]
     assert outcome.status == "succeeded", outcome
     makespan = max(done[:-1]) - min(spawned)  # the last "done" is the orchestrator's finish
     bound = max(sum(CHAIN), (sum(CHAIN) + sum(LEAVES)) / DAG_SLOTS)
     return makespan / bound, makespan
+
+
+def _journal_path() -> Path:
+    """Beside the workspace, never in it: the checkpoints would snapshot the journal itself."""
+    return Path(tempfile.mkdtemp(prefix="agentray-bench-journal-")) / "journal.sqlite3"
 
 
 def _idle_guard() -> SystemGuard:
@@ -111,23 +138,31 @@ def _idle_guard() -> SystemGuard:
 
 
 def print_dag_table(repeats: int) -> None:
-    results = [asyncio.run(dag_makespan_ratio()) for _ in range(repeats)]
-    ratios = sorted(r for r, _ in results)
     bound = max(sum(CHAIN), (sum(CHAIN) + sum(LEAVES)) / DAG_SLOTS)
-    print(f"| 12-worker DAG, max_concurrent={DAG_SLOTS} ({repeats} runs) | lower bound s | makespan s (median) | ratio median | ratio max |")
-    print("|---|---:|---:|---:|---:|")
     print(
-        f"| critical path first, orchestrator outside the slots | {bound:.2f} | "
-        f"{statistics.median(m for _, m in results):.2f} | {statistics.median(ratios):.3f} | {ratios[-1]:.3f} |"
+        f"| 12-worker DAG, max_concurrent={DAG_SLOTS} ({repeats} runs each) | lower bound s | "
+        "makespan s (median) | ratio median | ratio max |"
     )
+    print("|---|---:|---:|---:|---:|")
+    for name, fifo in (("critical path first (Agentray)", False), ("first come, first served", True)):
+        results = [asyncio.run(dag_makespan_ratio(fifo=fifo)) for _ in range(repeats)]
+        ratios = sorted(r for r, _ in results)
+        print(
+            f"| {name} | {bound:.2f} | {statistics.median(m for _, m in results):.2f} | "
+            f"{statistics.median(ratios):.3f} | {ratios[-1]:.3f} |"
+        )
     print()
 
 
 async def cpu_per_turn(agents: int, turns: int, base_url: str) -> float:
     """Engine-process CPU milliseconds per model turn."""
-    workspace = Path(tempfile.mkdtemp(prefix="agentray-bench-cpu-"))
+    with tempfile.TemporaryDirectory(prefix="agentray-bench-cpu-") as tmp:
+        return await _cpu_per_turn(agents, turns, base_url, Path(tmp))
+
+
+async def _cpu_per_turn(agents: int, turns: int, base_url: str, workspace: Path) -> float:
     engine = build_engine(
-        api_key=KEY, base_url=base_url, journal=Journal(workspace / "journal.sqlite3"), gate=RateLimitGate(),
+        api_key=KEY, base_url=base_url, journal=Journal(_journal_path()), gate=RateLimitGate(),
         guard=_idle_guard(),
     )  # fmt: skip
     calls = [0]
@@ -152,3 +187,75 @@ async def cpu_per_turn(agents: int, turns: int, base_url: str) -> float:
     assert outcome.status == "succeeded", outcome
     cpu = (after.user - before.user) + (after.system - before.system)
     return cpu * 1000 / max(1, calls[0])
+
+
+CPU_AGENTS = (10, 60, 100)
+CPU_TURNS = 10
+CPU_LATENCY_S = 0.2
+
+
+def cpu_table(repeats: int, agents: tuple[int, ...] = CPU_AGENTS) -> dict[int, list[float]]:
+    """CPU ms per turn of each agent count, ``repeats`` runs each, interleaved."""
+    from bench import SimProcess  # scripts/bench.py (its simulator in its own process)
+
+    results: dict[int, list[float]] = {n: [] for n in agents}
+    sim = SimProcess(CPU_LATENCY_S)
+    try:
+        for _ in range(repeats):
+            for n in agents:
+                results[n].append(asyncio.run(cpu_per_turn(n, CPU_TURNS, sim.base_url)))
+    finally:
+        sim.stop()
+    return results
+
+
+def print_cpu_table(repeats: int) -> None:
+    results = cpu_table(repeats)
+    print(
+        f"| engine CPU per model turn ({CPU_TURNS} turns each, {CPU_LATENCY_S * 1000:.0f} ms "
+        f"simulated latency, {repeats} runs) | median ms | min ms | max ms |"
+    )
+    print("|---:|---:|---:|---:|")
+    for n, values in results.items():
+        print(
+            f"| {n} agents | {statistics.median(values):.2f} | {min(values):.2f} | "
+            f"{max(values):.2f} |"
+        )
+    print()
+
+
+UI_AGENTS = 40
+UI_TURNS = 25
+UI_LATENCY_S = 0.2
+
+
+def print_load_tables(repeats: int, *, ui_agents: int = UI_AGENTS) -> None:
+    """What ``bench.py --only load`` prints: CPU per turn, UI loop lag, the DAG makespan."""
+    import bench_ui
+
+    print_cpu_table(repeats)
+    bench_ui.print_table(ui_agents, UI_TURNS, UI_LATENCY_S, repeats)
+    print_dag_table(repeats)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--only", choices=("cpu", "ui", "dag"), help="one table")
+    args = parser.parse_args()
+    repeats = 2 if args.quick else 5
+    if args.only is None:
+        print_load_tables(repeats)
+    elif args.only == "cpu":
+        print_cpu_table(repeats)
+    elif args.only == "ui":
+        import bench_ui
+
+        bench_ui.print_table(UI_AGENTS, UI_TURNS, UI_LATENCY_S, repeats)
+    else:
+        print_dag_table(repeats)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

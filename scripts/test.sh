@@ -43,6 +43,6 @@ exec xvfb-run -a -s "-screen 0 1280x800x24" dbus-run-session -- bash -c '
   # a throw-away keyring folder with a known password: no unlock prompt can block the tests
   eval "$(printf "agentray-ci" | XDG_DATA_HOME="$(mktemp -d)" gnome-keyring-daemon --daemonize --unlock --components=secrets 2>/dev/null)" || true
   export GNOME_KEYRING_CONTROL SSH_AUTH_SOCK
-  export AGENTRAY_REQUIRE_DESKTOP=1
+  export AGENTRAY_REQUIRE_DESKTOP=1 AGENTRAY_NO_SKIPS=1  # a skip fails the run (tests/no_skips.py)
   exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 ' bash "$@"

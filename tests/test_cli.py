@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pexpect
 import psutil
 import pytest
 
@@ -177,9 +178,8 @@ def test_escalation_policies(tmp_path: Path, env: dict[str, str], sim: Simulator
         assert db.execute("select choice from escalations").fetchone() == ("No, hold",)
 
 
-def _ask_on_a_terminal(tmp_path: Path, env: dict[str, str], sim: Simulator) -> tuple[Any, Any]:
+def _ask_on_a_terminal(tmp_path: Path, env: dict[str, str], sim: Simulator) -> pexpect.spawn:
     """`agentray run` on a pseudo-terminal, stopped at its escalation prompt."""
-    pexpect = pytest.importorskip("pexpect")
     ws = _workspace(tmp_path)
     child = pexpect.spawn(
         sys.executable,
@@ -187,11 +187,11 @@ def _ask_on_a_terminal(tmp_path: Path, env: dict[str, str], sim: Simulator) -> t
         env=env, encoding="utf-8", timeout=60,
     )
     child.expect("Your answer")
-    return pexpect, child
+    return child
 
 
 def test_escalation_asked_on_a_terminal(tmp_path: Path, env: dict[str, str], sim: Simulator) -> None:
-    pexpect, child = _ask_on_a_terminal(tmp_path, env, sim)
+    child = _ask_on_a_terminal(tmp_path, env, sim)
     child.sendline("1")
     child.expect(pexpect.EOF)
     child.close()
@@ -343,7 +343,7 @@ def test_runs_and_show_read_the_journal(tmp_path: Path, env: dict[str, str], sim
 
 
 def test_ctrl_c_at_the_escalation_prompt_exits_at_once(tmp_path: Path, env: dict[str, str], sim: Simulator) -> None:
-    pexpect, child = _ask_on_a_terminal(tmp_path, env, sim)
+    child = _ask_on_a_terminal(tmp_path, env, sim)
     child.sendintr()
     child.expect(pexpect.EOF)  # a prompt blocked in input() must not hold the process
     child.close()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from agentray import events as ev
-from agentray.engine import RunConfig, SystemGuard
+from agentray.engine import GuardReading, RunConfig, SystemGuard
 from agentray.journal import Journal
 from agentray.model import RateLimitGate
 from agentray.runtime import build_engine
@@ -29,6 +31,38 @@ def _policy() -> ScriptedPolicy:
     )
 
 
+def _waiting_on(guard_method: Callable[..., object]) -> bool:
+    """Some task of this loop is suspended inside ``guard_method`` (its chain of awaits)."""
+    code = guard_method.__code__
+    for task in asyncio.all_tasks():
+        awaited = task.get_coro()
+        while awaited is not None and hasattr(awaited, "cr_code"):
+            if awaited.cr_code is code:
+                return True
+            awaited = awaited.cr_await
+    return False
+
+
+async def _until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.005)
+
+
+async def _fresh_readings(guard: SystemGuard, count: int) -> list[GuardReading]:
+    """Wait until the guard has sampled the machine ``count`` more times; those readings."""
+    seen = [guard.reading]
+
+    def enough() -> bool:
+        if guard.reading is not seen[-1]:
+            seen.append(guard.reading)
+        return len(seen) > count
+
+    await _until(enough, f"{count} fresh readings of the guard")
+    return seen[1:]
+
+
 async def test_new_agents_wait_while_the_machine_is_saturated(tmp_path: Path) -> None:
     # no machine has more than 100 % of its memory available: saturated by the real reading
     guard = SystemGuard(min_memory_available_percent=100.5, max_cpu_percent=101.0, interval_s=0.1)
@@ -36,15 +70,26 @@ async def test_new_agents_wait_while_the_machine_is_saturated(tmp_path: Path) ->
     workspace = tmp_path / "ws"
     workspace.mkdir()
     with Simulator(_policy()) as sim:
-        engine = build_engine(api_key="sk-ant-guard-test-000000", base_url=sim.base_url,
-                              journal=Journal(tmp_path / "j.sqlite3"), gate=RateLimitGate(), guard=guard)
+        journal = Journal(tmp_path / "j.sqlite3")
+        engine = build_engine(
+            api_key="sk-ant-guard-test-000000",
+            base_url=sim.base_url,
+            journal=journal,
+            gate=RateLimitGate(),
+            guard=guard,
+        )
         events: list[ev.Event] = []
         engine.subscribe(events.append)
         try:
             run_id = await engine.start_run(RunConfig(goal="guarded", workspace=str(workspace), model="sim-model"))
-            await asyncio.sleep(0.8)
-            run = engine.runs[run_id]
-            assert [a.status for a in run.agents.values()] == ["queued"]  # the orchestrator waits
+            # The orchestrator reaches the guard and waits there, through three fresh readings of
+            # the machine (each would have let it go, had the machine room).
+            await _until(
+                lambda: _waiting_on(SystemGuard.wait_until_clear), "an agent waiting on the guard"
+            )
+            readings = await _fresh_readings(guard, 3)
+            assert all(r.saturated for r in readings)
+            assert [a.status for a in journal.list_agents(run_id)] == ["queued"]  # the orchestrator waits
             assert not sim.requests  # and has not called the model
             guard.min_memory_available_percent = 0.0  # the machine has room again
             outcome = await asyncio.wait_for(engine.wait(run_id), 10)

@@ -219,16 +219,18 @@ async def test_shared_gate_holds_other_clients_after_a_429(sim: Simulator) -> No
             await asyncio.sleep(0.01)
         assert gate.holds == 1 and gate.remaining_s > 0.5
         held_until = gate.held_until
+        # the hold's end on the simulator's clock (it stamps requests with time.time())
+        hold_ends_at = time.time() + (held_until - time.monotonic())
         task_b = asyncio.create_task(b.complete(req(agent_id="b")))
-        await asyncio.sleep(0.3)
-        # B has not sent anything during the hold: the simulator still saw only A's first try.
-        assert len(sim.requests) == 1
         rb = await task_b
         b_done = time.monotonic()
         ra = await task_a
         assert b_done >= held_until
         assert rb.retries == 0 and ra.retries == 1
         assert len(sim.requests) == 3
+        # Nothing was sent during the hold: after A's first try, every request (B's, A's retry)
+        # reached the simulator once the hold had ended.
+        assert [r.time >= hold_ends_at - 0.005 for r in sim.requests] == [False, True, True]
         assert gate.waits >= 1
     finally:
         await a.aclose()

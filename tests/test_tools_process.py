@@ -78,8 +78,23 @@ async def test_exit_code_and_combined_output(tmp_path: Path, registry: ProcessRe
 
 
 async def test_stdin_is_closed(tmp_path: Path, registry: ProcessRegistry) -> None:
-    result = await run_command("cat; echo done", cwd=tmp_path, registry=registry, owner="a")
-    assert result.exit_code == 0 and result.output == "done\n"
+    """The command reads EOF at once. Our own stdin is made an open pipe nobody writes to (as a
+    terminal or CI's runner may leave it): a command that inherited it would block in ``read``
+    until its timeout."""
+    read_end, write_end = os.pipe()
+    saved = os.dup(0)
+    os.dup2(read_end, 0)
+    try:
+        result = await run_command(
+            "read line; echo rc=$?", cwd=tmp_path, registry=registry, owner="a", timeout_s=5
+        )
+    finally:
+        os.dup2(saved, 0)
+        for fd in (saved, read_end, write_end):
+            os.close(fd)
+    assert result.timed_out is False
+    assert result.output == "rc=1\n"  # read saw end of file
+    assert result.duration_s < 4
 
 
 async def test_large_output_is_capped_with_bounded_memory(

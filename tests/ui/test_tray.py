@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agentray.demo import DemoSession
+from agentray.simulator import Policy, Reply, SimRequest
 from agentray.ui.app import TrayApp
 from agentray.ui.controller import AppController
 from agentray.ui.icons import STATES, badge_text, render_pixmap, state_icon
@@ -26,6 +28,24 @@ def test_icons_render_at_several_sizes(qapp) -> None:
     assert badge_text(0) == "" and badge_text(4) == "4" and badge_text(12) == "9+"
 
 
+class HoldTheQuestion:
+    """The demo's model, except that the orchestrator's escalate turn waits (on the simulator's
+    server thread) until the test releases it: the run stays in its working state until then."""
+
+    def __init__(self, inner: Policy) -> None:
+        self.inner = inner
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+    def respond(self, request: SimRequest) -> Any:
+        reply = self.inner.respond(request)
+        content = reply.content if isinstance(reply, Reply) else reply
+        if any(b.get("type") == "tool_use" and b.get("name") == "escalate" for b in content):
+            self.reached.set()
+            self.release.wait(30)
+        return reply
+
+
 def test_states_menu_and_quit_text(
     controller: AppController, demo: DemoSession, qloop: QLoop, qtbot
 ) -> None:
@@ -36,19 +56,25 @@ def test_states_menu_and_quit_text(
     assert tray.state == "idle"
     tray.menu.aboutToShow.emit()
     assert tray.action_texts()[-1] == "Quit"
+    hold = HoldTheQuestion(demo.simulator.policy)
+    demo.simulator.policy = hold
+    try:
+        run_id = qloop.run(controller.start_run(demo.config()))
+        # the orchestrator is about to ask the person: the run works, nothing waits for the person yet
+        qloop.wait_until(lambda: hold.reached.is_set())
+        qloop.wait_until(lambda: tray.state == "working" and tray.count >= 1)
+        assert "Agentray" in tray.icon.toolTip() and "running" in tray.icon.toolTip()
+        tray.menu.aboutToShow.emit()  # rebuilt when it opens
+        texts = tray.action_texts()
+        assert "Quit (stops 1 run)" in texts
+        [run_item] = [t for t in texts if t.startswith("Make the textkit")]
+        assert "running" in run_item and "waiting" in run_item and "$" in run_item
+        assert "  Open" in texts and "  Stop" in texts
+        assert "Pending approvals (0)" in texts
+    finally:
+        hold.release.set()
 
-    run_id = qloop.run(controller.start_run(demo.config()))
-    qloop.wait_until(lambda: tray.state == "working" and tray.count >= 1)
-    assert "Agentray" in tray.icon.toolTip() and "running" in tray.icon.toolTip()
-    tray.menu.aboutToShow.emit()  # rebuilt when it opens
-    texts = tray.action_texts()
-    assert "Quit (stops 1 runs)" in texts
-    [run_item] = [t for t in texts if t.startswith("Make the textkit")]
-    assert "running" in run_item and "waiting" in run_item and "$" in run_item
-    assert "  Open" in texts and "  Stop" in texts
-    assert "Pending approvals (0)" in texts
-
-    qloop.wait_until(lambda: tray.state == "attention")
+    qloop.wait_until(lambda: tray.state == "attention")  # until the person answers
     tray.menu.aboutToShow.emit()
     approvals = tray.find_action("Pending approvals (1)")
     assert approvals is not None and approvals.isEnabled()
@@ -105,9 +131,11 @@ def test_a_recent_run_starts_again_in_one_click(
     controller.stop_run(first)
     qloop.wait_until(lambda: not controller.active_runs())
     shell.tray.menu.aboutToShow.emit()
-    from agentray.ui.tray import _clip
+    from agentray.ui.tray import again_label
 
-    action = shell.tray.find_action(f"↻ {_clip(demo.config().goal)} — again")
+    row = controller.journal.get_run(first)
+    action = shell.tray.find_action(again_label(row))  # "↻ goal — …/again — just now"
+    assert row is not None and "/again — " in again_label(row)
     assert action is not None
     action.trigger()
     qloop.wait_until(lambda: bool(controller.active_runs()))

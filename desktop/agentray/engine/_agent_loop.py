@@ -197,12 +197,14 @@ async def _loop(run: Run, agent: AgentState, *, resumed: bool) -> None:
         )
         response = await run.client.complete(request)
         agent.turns += 1
-        run.record_usage(agent, response.usage, response.cost_usd, response.model)
         last_prompt_tokens = response.usage.prompt_tokens + response.usage.output_tokens
         content = response.content or [{"type": "text", "text": "(no content)"}]
         assistant = {"role": "assistant", "content": content}
         messages.append(assistant)
-        journal.append_message(run.run_id, agent.agent_id, assistant)
+        # one transaction: the assistant message, its usage and the agent's and run's counters
+        run.record_usage(
+            agent, response.usage, response.cost_usd, response.model, message=assistant
+        )
         calls = [block for block in content if block.get("type") == "tool_use"]
 
         if not calls:
@@ -267,6 +269,9 @@ class _ProgressUnwritable(Exception):
 
 
 def _check_progress(run: Run, agent: AgentState) -> None:
+    # a coalesced rewrite still pending is made now: a workspace that refuses it fails the agent
+    # before its next model call, as an unbuffered write would have
+    agent.progress.flush()
     if agent.progress.write_error:
         raise _ProgressUnwritable(
             f"{PROGRESS_FAILURE} {agent.progress.relative_path}: {agent.progress.write_error}"

@@ -194,32 +194,46 @@ class Run:
         notices, self.notices = self.notices, []
         return notices
 
-    def record_usage(self, agent: AgentState, usage: Usage, cost: float, model: str) -> None:
+    def record_usage(
+        self,
+        agent: AgentState,
+        usage: Usage,
+        cost: float,
+        model: str,
+        *,
+        message: dict[str, Any] | None = None,
+    ) -> None:
+        """A model call's usage, the agent's and the run's counters, and ``message`` (the
+        assistant turn it paid for) are journaled in one transaction: a crash keeps all or none
+        of them, and the turn costs one commit instead of four. Listeners hear of it after."""
         agent.usage = agent.usage + usage
         agent.cost_usd += cost
         self.cost_usd += cost
         self.tokens += usage.total_tokens
-        self.journal.add_usage(
-            self.run_id,
-            agent.agent_id,
-            model=model,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cache_creation_tokens=usage.cache_creation_input_tokens,
-            cache_read_tokens=usage.cache_read_input_tokens,
-            cost_usd=cost,
-        )
-        self.journal.update_agent(
-            self.run_id,
-            agent.agent_id,
-            input_tokens=agent.usage.input_tokens,
-            output_tokens=agent.usage.output_tokens,
-            cache_creation_tokens=agent.usage.cache_creation_input_tokens,
-            cache_read_tokens=agent.usage.cache_read_input_tokens,
-            cost_usd=agent.cost_usd,
-            turns=agent.turns,
-        )
-        self.journal.update_run(self.run_id, cost_usd=self.cost_usd, tokens=self.tokens)
+        with self.journal.transaction():
+            self.journal.add_usage(
+                self.run_id,
+                agent.agent_id,
+                model=model,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cache_creation_tokens=usage.cache_creation_input_tokens,
+                cache_read_tokens=usage.cache_read_input_tokens,
+                cost_usd=cost,
+            )
+            self.journal.update_agent(
+                self.run_id,
+                agent.agent_id,
+                input_tokens=agent.usage.input_tokens,
+                output_tokens=agent.usage.output_tokens,
+                cache_creation_tokens=agent.usage.cache_creation_input_tokens,
+                cache_read_tokens=agent.usage.cache_read_input_tokens,
+                cost_usd=agent.cost_usd,
+                turns=agent.turns,
+            )
+            self.journal.update_run(self.run_id, cost_usd=self.cost_usd, tokens=self.tokens)
+            if message is not None:
+                self.journal.append_message(self.run_id, agent.agent_id, message)
         self.publish(
             ev.UsageUpdated(
                 run_id=self.run_id,
@@ -597,6 +611,11 @@ class Run:
                 assert agent.runtime.blocker_future is not None
                 agent.runtime.blocker_future.cancel()
         self.ledger.cancel_pending()
+        for agent in self.agents.values():
+            try:
+                agent.progress.flush()  # coalesced notes are on disk before the run's end is told
+            except JournalError as error:  # its failure could not be noted (a full disk)
+                log.error("run %s: %s: %s", self.run_id, agent.progress.relative_path, error)
         try:
             self.journal.update_run(
                 self.run_id,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import email.utils
 import json
 import logging
@@ -20,6 +21,7 @@ import socket
 import time
 import urllib.parse
 import urllib.request
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast
@@ -58,6 +60,12 @@ _RETRYABLE_STREAM_ERRORS = frozenset({"overloaded_error", "api_error"})
 # plain POST with the client's explicit timeout.
 STREAM_ABOVE_MAX_TOKENS = 8192
 _JSON_HEADERS = {"content-type": "application/json"}
+# Connection pools the calls are spread over, by agent. httpcore's pool looks at every connection
+# it holds on each request and each response: 60 agents on one pool cost 120 checks a call (one
+# ninth of the engine's CPU at 60 agents); spread over 16 pools, about 8.
+DEFAULT_POOLS = 16
+_POOL: contextvars.ContextVar[int] = contextvars.ContextVar("agentray_model_pool", default=0)
+_TOOLS_JSON_KEPT = 256  # encoded tool lists kept (one per agent: each agent's loop has its own)
 _T = TypeVar("_T")
 
 
@@ -289,6 +297,51 @@ def _json_block(block: Any) -> dict[str, Any]:
     return cast(dict[str, Any], _without_none(block))
 
 
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _keepalive_socket_options() -> list[tuple[int, int, int]]:
+    """TCP keepalive as the SDK's own client sets it (probe after 60 s idle, every 60 s, 5 tries)."""
+    options = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    for name, value in (("TCP_KEEPINTVL", 60), ("TCP_KEEPCNT", 5), ("TCP_KEEPIDLE", 60)):
+        number = getattr(socket, name, None)
+        if number is not None:
+            options.append((socket.IPPROTO_TCP, number, value))
+    return options
+
+
+class _PooledTransport(httpx2.AsyncBaseTransport):
+    """Several connection pools behind one transport: a call goes to the pool its agent's
+    ``_POOL`` names, so each pool holds few connections and an agent reuses its own."""
+
+    def __init__(self, pools: int) -> None:
+        context = httpx2.create_ssl_context()  # one for all: making one costs ~20 ms
+        options = _keepalive_socket_options()
+        limits = httpx2.Limits(max_connections=1000, max_keepalive_connections=max(8, 100 // pools))
+        self._pools = [
+            httpx2.AsyncHTTPTransport(verify=context, limits=limits, socket_options=options)
+            for _ in range(pools)
+        ]
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        pool = self._pools[_POOL.get() % len(self._pools)]
+        return await pool.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for pool in self._pools:
+            await pool.aclose()
+
+
+def _http_client(pools: int) -> httpx2.AsyncClient | None:
+    """The SDK's default client over ``pools`` pools; None (the SDK's own) for one pool, or when
+    a proxy is configured (a transport of ours would bypass the proxy the SDK honours)."""
+    proxies = urllib.request.getproxies()  # what httpx reads from the environment too
+    if pools <= 1 or any(proxies.get(scheme) for scheme in ("http", "https", "all")):
+        return None
+    return anthropic.DefaultAsyncHttpxClient(transport=_PooledTransport(pools))
+
+
 @dataclass(frozen=True)
 class _Reply:
     content: list[dict[str, Any]]
@@ -314,18 +367,32 @@ class AnthropicModelClient:
         on_retry: Callable[[RetryNotice], None] | None = None,
         timeout_s: float = 600.0,
         streaming: Literal["auto", "always", "never"] = "auto",
+        pools: int = DEFAULT_POOLS,
     ) -> None:
         """``timeout_s``: a plain call's whole answer, or a streamed call's silence between
         events. ``streaming``: ``auto`` streams only calls whose max_tokens is above
-        :data:`STREAM_ABOVE_MAX_TOKENS`; ``always`` (a live consumer of the text) and ``never``."""
+        :data:`STREAM_ABOVE_MAX_TOKENS`; ``always`` (a live consumer of the text) and ``never``.
+        ``pools``: connection pools the agents' calls are spread over (1: the SDK's one)."""
         if streaming not in ("auto", "always", "never"):
             raise ValueError(f"streaming must be auto, always or never, not {streaming!r}")
         self._api_key = api_key
         self.timeout_s = timeout_s
         self.streaming = streaming
+        self._pools = max(1, pools)
+        # id(tool list) -> (that list, its JSON with the cache marker): an agent sends the same
+        # tools every turn, and they are the biggest part of a request body to encode
+        self._tools_json: dict[int, tuple[list[dict[str, Any]], str]] = {}
         self._client = anthropic.AsyncAnthropic(
-            api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_s
+            api_key=api_key,
+            base_url=base_url,
+            max_retries=0,
+            timeout=timeout_s,
+            http_client=_http_client(self._pools),
         )
+        # the messages endpoint as the SDK merges it with base_url, merged once: the SDK would
+        # parse and copy the base URL again for every call given a relative path
+        base = self._client.base_url
+        self._messages_url = str(base.copy_with(raw_path=base.raw_path + b"v1/messages"))
         self.pricing = pricing if pricing is not None else Pricing.load()
         self.gate = gate if gate is not None else default_gate()
         self.max_attempts = max(1, max_attempts)
@@ -353,15 +420,20 @@ class AnthropicModelClient:
             kwargs["tools"] = tools
 
         started = time.monotonic()
-        if self._streams(request):
-            reply, retries = await self._with_retries(
-                lambda: self._stream_once(kwargs), request.model, request.agent_id
-            )
-        else:
-            body = json.dumps(kwargs, ensure_ascii=False, separators=(",", ":")).encode()
-            reply, retries = await self._with_retries(
-                lambda: self._post_once(body), request.model, request.agent_id
-            )
+        # the agent's own connection pool (this task's context only)
+        pool = _POOL.set(zlib.crc32((request.agent_id or "").encode()) % self._pools)
+        try:
+            if self._streams(request):
+                reply, retries = await self._with_retries(
+                    lambda: self._stream_once(kwargs), request.model, request.agent_id
+                )
+            else:
+                body = self._plain_body(request, kwargs)
+                reply, retries = await self._with_retries(
+                    lambda: self._post_once(body), request.model, request.agent_id
+                )
+        finally:
+            _POOL.reset(pool)
         return ModelResponse(
             content=reply.content,
             stop_reason=reply.stop_reason,
@@ -409,6 +481,19 @@ class AnthropicModelClient:
 
     # -- internals --------------------------------------------------------------------------------
 
+    def _plain_body(self, request: ModelRequest, kwargs: dict[str, Any]) -> bytes:
+        """``kwargs`` as JSON, the tools' part reused from the agent's previous call."""
+        tools = kwargs.pop("tools", None)
+        if tools is None:
+            return _dumps(kwargs).encode()
+        kept = self._tools_json.get(id(request.tools))
+        if kept is None or kept[0] is not request.tools:
+            if len(self._tools_json) >= _TOOLS_JSON_KEPT:
+                self._tools_json.clear()
+            kept = self._tools_json[id(request.tools)] = (request.tools, _dumps(tools))
+        # the rest of the body, with the tools spliced in before its closing brace
+        return f'{_dumps(kwargs)[:-1]},"tools":{kept[1]}}}'.encode()
+
     def _streams(self, request: ModelRequest) -> bool:
         if self.streaming == "auto":
             return request.max_tokens > STREAM_ABOVE_MAX_TOKENS
@@ -421,10 +506,11 @@ class AnthropicModelClient:
         for a connection that fails or a body cut short), so ``_classify`` treats both paths
         alike."""
         response = await self._client.post(
-            "/v1/messages",
+            self._messages_url,
             cast_to=httpx2.Response,
             content=body,
-            options={"headers": _JSON_HEADERS, "timeout": self.timeout_s},
+            # max_retries given (the client's is 0 too: retries are ours) spares the SDK a copy
+            options={"headers": _JSON_HEADERS, "timeout": self.timeout_s, "max_retries": 0},
         )
         try:
             message = json.loads(response.content)

@@ -1,0 +1,228 @@
+"""The model client's two ways of calling: a plain POST read as raw JSON (the default) and a
+stream through the SDK. Both give the same ModelResponse for the same answer: content (text and
+tool_use blocks), usage with the cache's share, stop reason, cost and model."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from agentray.model import AnthropicModelClient, ModelRequest, ModelResponse, RateLimitGate
+from agentray.model.anthropic_client import STREAM_ABOVE_MAX_TOKENS
+from agentray.simulator import Fault, SimRequest, Simulator, text
+
+KEY = "sk-ant-test-PATHSKEY0000"
+MODEL = "sim-model"
+LONG_SYSTEM = "You are a careful engineer. " * 200  # above the lowered cache minimum
+TOOLS = [
+    {
+        "name": "read_file",
+        "description": "Read a file",
+        "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}},
+    },
+    {
+        "name": "write_file",
+        "description": "Write a file",
+        "input_schema": {
+            "type": "object",
+            "properties": {"path": {"type": "string"}, "content": {"type": "string"}},
+        },
+    },
+]
+
+
+class TurnPolicy:
+    """Answers by turn: text + two tool_use blocks (nested input, unicode), then text only.
+    The ids are fixed, so two simulators give the same answers."""
+
+    def respond(self, request: SimRequest) -> list[dict[str, Any]]:
+        turn = len(request.body["messages"]) // 2
+        if turn % 2 == 0:
+            return [
+                text(f"turn {turn}: reading, then writing — ünïcödé ✓"),
+                {
+                    "type": "tool_use",
+                    "id": f"toolu_{turn:04d}_a",
+                    "name": "read_file",
+                    "input": {"path": "src/app.py"},
+                },
+                {
+                    "type": "tool_use",
+                    "id": f"toolu_{turn:04d}_b",
+                    "name": "write_file",
+                    "input": {"path": "out.json", "content": '{"a": [1, 2, {"b": null}]}\n'},
+                },
+            ]
+        return [text(f"turn {turn}: done " + "word " * 40)]
+
+
+@pytest.fixture
+def sims() -> Iterator[tuple[Simulator, Simulator]]:
+    pair = (
+        Simulator(TurnPolicy(), api_keys={KEY}, min_cache_tokens=200),
+        Simulator(TurnPolicy(), api_keys={KEY}, min_cache_tokens=200),
+    )
+    for sim in pair:
+        sim.start()
+    try:
+        yield pair
+    finally:
+        for sim in pair:
+            sim.stop()
+
+
+def _client(sim: Simulator, streaming: Any, **kw: Any) -> AnthropicModelClient:
+    return AnthropicModelClient(
+        api_key=KEY,
+        base_url=sim.base_url,
+        gate=RateLimitGate(),
+        backoff_base_s=0.01,
+        backoff_max_s=0.05,
+        streaming=streaming,
+        **kw,
+    )
+
+
+async def _conversation(client: AnthropicModelClient, turns: int, **kw: Any) -> list[ModelResponse]:
+    """A growing conversation, as an agent has: each answer goes back with tool results."""
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "start " * 300}]
+    responses = []
+    for _ in range(turns):
+        response = await client.complete(
+            ModelRequest(
+                model=MODEL, system=LONG_SYSTEM, messages=list(messages), tools=TOOLS, **kw
+            )
+        )
+        responses.append(response)
+        messages.append({"role": "assistant", "content": response.content})
+        results = [
+            {"type": "tool_result", "tool_use_id": b["id"], "content": "ok"}
+            for b in response.content
+            if b["type"] == "tool_use"
+        ]
+        messages.append({"role": "user", "content": results or "go on"})
+    return responses
+
+
+def _comparable(response: ModelResponse) -> dict[str, Any]:
+    fields = dataclasses.asdict(response)
+    for varying in ("duration_s", "request_id"):
+        fields.pop(varying)
+    return fields
+
+
+async def test_plain_and_streamed_calls_give_the_same_responses(
+    sims: tuple[Simulator, Simulator],
+) -> None:
+    plain_sim, stream_sim = sims
+    plain, streamed = _client(plain_sim, "never"), _client(stream_sim, "always")
+    try:
+        got_plain = await _conversation(plain, 4)
+        got_streamed = await _conversation(streamed, 4)
+    finally:
+        await plain.aclose()
+        await streamed.aclose()
+
+    assert [r.body.get("stream") for r in plain_sim.requests] == [None] * 4
+    assert [r.body.get("stream") for r in stream_sim.requests] == [True] * 4
+    assert [_comparable(r) for r in got_plain] == [_comparable(r) for r in got_streamed]
+    # the same request either way (the plain body is encoded by hand, its tools reused per turn)
+    for sent_plain, sent_streamed in zip(plain_sim.requests, stream_sim.requests, strict=True):
+        streamed_body = {k: v for k, v in sent_streamed.body.items() if k != "stream"}
+        assert sent_plain.body == streamed_body
+        assert sent_plain.body["tools"][-1]["cache_control"] == {"type": "ephemeral"}
+    first = got_plain[0]
+    assert [b["type"] for b in first.content] == ["text", "tool_use", "tool_use"]
+    assert first.content[2]["input"] == {
+        "path": "out.json",
+        "content": '{"a": [1, 2, {"b": null}]}\n',
+    }
+    assert "ünïcödé ✓" in first.content[0]["text"]
+    assert first.stop_reason == "tool_use" and got_plain[1].stop_reason == "end_turn"
+    # the cache's share of the usage: written on the first call, read on the next ones
+    assert first.usage.cache_creation_input_tokens > 0
+    assert all(r.usage.cache_read_input_tokens > 0 for r in got_plain[1:])
+    assert all(r.cost_usd > 0 and r.model == MODEL for r in got_plain)
+    assert all(r.request_id for r in (*got_plain, *got_streamed))
+
+
+async def test_a_cut_answer_says_max_tokens_on_both_paths(
+    sims: tuple[Simulator, Simulator],
+) -> None:
+    plain_sim, stream_sim = sims
+    plain, streamed = _client(plain_sim, "never"), _client(stream_sim, "always")
+    try:
+        (cut_plain,) = await _conversation(plain, 1, max_tokens=5)
+        (cut_streamed,) = await _conversation(streamed, 1, max_tokens=5)
+    finally:
+        await plain.aclose()
+        await streamed.aclose()
+    assert cut_plain.stop_reason == cut_streamed.stop_reason == "max_tokens"
+    assert _comparable(cut_plain) == _comparable(cut_streamed)
+
+
+async def test_auto_streams_only_long_answers(sims: tuple[Simulator, Simulator]) -> None:
+    sim, _ = sims
+    client = _client(sim, "auto")
+    try:
+        await _conversation(client, 1, max_tokens=STREAM_ABOVE_MAX_TOKENS)
+        await _conversation(client, 1, max_tokens=STREAM_ABOVE_MAX_TOKENS + 1)
+    finally:
+        await client.aclose()
+    assert [r.body.get("stream") for r in sim.requests] == [None, True]
+
+
+@pytest.mark.parametrize("streaming", ["never", "always"])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault.mid_stream_error(kind="overloaded_error"),
+        Fault.truncated_stream(),
+        Fault.truncated_stream(abrupt=True),
+        Fault.disconnect(),
+    ],
+    ids=["midstream-overloaded", "truncated", "truncated-abrupt", "disconnect"],
+)
+async def test_both_paths_retry_broken_answers(
+    sims: tuple[Simulator, Simulator], streaming: str, fault: Fault
+) -> None:
+    sim, _ = sims
+    sim.inject(fault, times=1)
+    client = _client(sim, streaming)
+    try:
+        (response,) = await _conversation(client, 1)
+    finally:
+        await client.aclose()
+    assert response.retries == 1 and response.stop_reason == "tool_use"
+    assert len(response.content) == 3
+
+
+async def test_many_agents_share_the_pools(sims: tuple[Simulator, Simulator]) -> None:
+    """Calls of many agents at once, spread over the client's connection pools, all answered;
+    one pool (the SDK's own client) answers the same."""
+    sim, one_pool_sim = sims
+    pooled, single = _client(sim, "never"), _client(one_pool_sim, "never", pools=1)
+
+    async def ask(client: AnthropicModelClient, agent: str) -> str:
+        response = await client.complete(
+            ModelRequest(
+                model=MODEL,
+                system="be brief",
+                messages=[{"role": "user", "content": agent}],
+                agent_id=agent,
+            )
+        )
+        return str(response.content[0]["text"])
+
+    try:
+        agents = [f"a{i:03d}" for i in range(40)]
+        many = await asyncio.gather(*(ask(pooled, a) for a in agents))
+        again = await asyncio.gather(*(ask(single, a) for a in agents))
+    finally:
+        await pooled.aclose()
+        await single.aclose()
+    assert many == again and len(set(many)) == 1 and len(sim.requests) == 40

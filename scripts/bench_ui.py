@@ -23,6 +23,7 @@ import argparse
 import itertools
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -194,6 +195,8 @@ def measure_once(
             status = loop.run_until_complete(scenario())
     finally:
         sim.stop()
+        journal.close()
+        shutil.rmtree(tmp, ignore_errors=True)
     if len(running_at) < agents or not first_done:
         raise RuntimeError(f"the run did not reach its steady state (status {status})")
     start, end = max(running_at.values()), first_done[0]

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import qasync
 from changes_fixtures import MadeRun, make_run
 from PySide6.QtCore import QEventLoop, QSettings
 from PySide6.QtWidgets import QApplication
@@ -22,6 +21,7 @@ from PySide6.QtWidgets import QApplication
 from agentray.demo import DemoSession, create_demo_project
 from agentray.journal import Journal
 from agentray.ui.controller import AppController
+from agentray.ui.fair_loop import FairQEventLoop
 from agentray.ui.settings import AppSettings
 
 T = TypeVar("T")
@@ -64,7 +64,7 @@ class QLoop:
     """
 
     def __init__(self, app: QApplication) -> None:
-        self.loop = qasync.QEventLoop(app, already_running=True)
+        self.loop = FairQEventLoop(app, already_running=True)  # the loop the tray runs on
         asyncio.set_event_loop(self.loop)
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:

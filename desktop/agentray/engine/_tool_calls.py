@@ -16,6 +16,7 @@ from agentray import events as ev
 from agentray.errors import ModelError, ToolError
 from agentray.states import AgentStatus
 
+from ._recovery import AgentEnded
 from ._run import Run
 from ._state import AgentState
 from ._toolkit import Tool, validate_input
@@ -61,7 +62,7 @@ async def execute_tool_call(
         result = await tools_dispatch(run, agent, tools, name, raw_input, call_id)
     except ToolError as error:
         is_error, result = True, {"error": str(error)}
-    except (asyncio.CancelledError, ModelError):
+    except (asyncio.CancelledError, ModelError, AgentEnded):  # the agent ends, not the call
         raise
     except Exception as error:
         log.exception("tool %s failed", name)

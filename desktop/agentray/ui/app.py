@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -27,6 +28,7 @@ from agentray.sandbox import detect_sandbox
 
 from .controller import AppController
 from .escalation_dialog import EscalationWindow
+from .fair_loop import FairQEventLoop
 from .icons import app_icon
 from .notifications import Notifier
 from .sandbox_prompt import NoSandboxPrompt, ask_run_unsandboxed
@@ -271,7 +273,6 @@ def run_tray(
     """Run the tray until Quit; 0 on a clean quit (also when another instance was told to show).
     ``base_url``: the model's address for real runs (None: the SDK's default, which honours
     ANTHROPIC_BASE_URL)."""
-    import qasync
 
     existing = QApplication.instance()
     app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
@@ -293,7 +294,7 @@ def run_tray(
             file=sys.stderr,
         )
 
-    loop = qasync.QEventLoop(app)
+    loop = FairQEventLoop(app)  # the engine and the UI take turns on one loop (fair_loop.py)
     asyncio.set_event_loop(loop)
     controller = AppController(AppSettings(), base_url=base_url)
     shell = TrayApp(controller, tray_available=tray_available, demo_dir=demo_dir)
@@ -314,6 +315,9 @@ def run_tray(
             await shell.start(demo=demo)
         except NoApiKeyError:
             shell.open_welcome()
+        # what start-up made lives as long as the app: keep it out of every garbage collection
+        # (a full collection over it was the UI's worst pause under load)
+        gc.freeze()
         assert shell.finished is not None
         return await shell.finished
 

@@ -173,6 +173,11 @@ class _FreshKeyring(KeyringBackend):
         raise PasswordDeleteError("no such key")
 
 
+# keyring registers every KeyringBackend subclass for its own backend detection: this stand-in
+# must never be picked for the real keyring tests (it would make keyring chain backends)
+KeyringBackend._classes.discard(_FreshKeyring)  # type: ignore[attr-defined]
+
+
 def test_store_on_a_fresh_keyring_says_why_in_one_sentence_and_keeps_the_typed_key(
     qtbot, plain_controller: AppController
 ) -> None:  # type: ignore[no-untyped-def]

@@ -49,6 +49,7 @@ FAULTHANDLER_S = 300  # a test still running this long dumps every thread's stac
 
 ENGINE_CORE = [
     "tests/test_rule_edges.py",
+    "tests/test_engine_views.py",
     "tests/test_engine_primitives.py",
     "tests/test_engine_caps.py",
     "tests/test_engine_recovery.py",
@@ -83,20 +84,34 @@ TEST_MAP: dict[str, list[str]] = {
     ],
     "engine/_tool_calls.py": [*ENGINE_CORE, "tests/test_crash_recovery.py"],
     "engine/_views.py": [*ENGINE_CORE, "tests/test_engine_lifecycle.py"],
-    "tools/_process.py": ["tests/test_tools_process.py", "tests/test_engine_lifecycle.py"],
+    "tools/_process.py": [
+        "tests/test_tools_edges.py",
+        "tests/test_tools_process.py",
+        "tests/test_engine_lifecycle.py",
+    ],
     "tools/_workspace.py": [
+        "tests/test_tools_edges.py",
         "tests/test_tools_workspace.py",
         "tests/test_tools_large_files.py",
         "tests/test_tools_ignore.py",
     ],
     "tools/_search.py": [
+        "tests/test_tools_edges.py",
         "tests/test_tools_workspace.py",
         "tests/test_tools_ignore.py",
         "tests/test_tools_large_files.py",
     ],
-    "tools/_ignore.py": ["tests/test_tools_ignore.py", "tests/test_tools_workspace.py"],
+    "tools/_ignore.py": [
+        "tests/test_tools_edges.py",
+        "tests/test_tools_ignore.py",
+        "tests/test_tools_workspace.py",
+    ],
     "tools/_names.py": ["tests/test_tools_workspace.py", "tests/test_tools_large_files.py"],
-    "tools/_truncate.py": ["tests/test_tools_process.py", "tests/test_tools_large_files.py"],
+    "tools/_truncate.py": [
+        "tests/test_tools_edges.py",
+        "tests/test_tools_process.py",
+        "tests/test_tools_large_files.py",
+    ],
     "tools/_env.py": ["tests/test_tools_process.py", "tests/test_sandbox_profiles.py"],
     "tools/__init__.py": ["tests/test_tools_process.py", "tests/test_tools_workspace.py"],
 }

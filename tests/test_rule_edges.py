@@ -8,10 +8,7 @@ simulator's server thread waits on it) and released on an engine event, never af
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,56 +27,15 @@ from agent_scripts import (
     worker,
 )
 from agentray import events as ev
-from agentray.escalation import Answer
 from agentray.simulator import SimRequest, text, tool_use
 from conftest import SimEngine, SimEngineFactory
-
-GATE_TIMEOUT_S = 15.0
-
-
-class Gate:
-    """Holds a scripted turn (on the simulator's server thread) until the test opens it."""
-
-    def __init__(self) -> None:
-        self._open = threading.Event()
-
-    def open(self) -> None:
-        self._open.set()
-
-    def hold(self, turn: Any) -> Callable[[SimRequest], Any]:
-        def held(req: SimRequest) -> Any:
-            if not self._open.wait(GATE_TIMEOUT_S):
-                raise AssertionError("the gate was never opened")
-            return turn(req) if callable(turn) else turn
-
-        return held
-
-
-def model_fails(req: SimRequest) -> list[dict[str, Any]]:
-    """The simulator answers a raising turn with a 500; after the client's retries the agent fails."""
-    raise RuntimeError("scripted model failure")
+from edge_helpers import GATE_TIMEOUT_S, Gate, answer, model_fails, until
 
 
 def finish(outcome: str = "success", summary: str | None = None) -> Callable[[SimRequest], Any]:
     return lambda req: [
         tool_use("finish", summary=summary or f"finished: {outcome}", outcome=outcome)
     ]
-
-
-def answer(se: SimEngine, raised: ev.EscalationRaised, label: str | None, text: str = "") -> bool:
-    """Answer an escalation the way the tray does: the option (by its id) the person clicked."""
-    option_id = None
-    if label is not None:
-        option_id = next(o.option_id for o in raised.choices if o.label == label)
-    return se.engine.answer_escalation(raised.escalation_id, Answer(option_id, text))
-
-
-async def until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Wait on a condition the engine's events make true."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.005)
 
 
 def tool_started(se: SimEngine, tool: str, count: int = 1) -> Callable[[], bool]:
@@ -293,7 +249,7 @@ async def test_a_question_to_the_person_holds_no_slot(sim_engine: SimEngineFacto
     run_id = await se.start(max_concurrent=1)
     raised = await se.events.wait_for(ev.EscalationRaised)
     assert raised.agent_id == "a001"
-    # with one slot, the worker can only run if the waiting orchestrator gave its slot back
+    # with one slot, the worker can only run if the orchestrator, waiting for the person, holds none
     await se.events.wait_for(
         ev.AgentStatusChanged, lambda e: e.agent_id == "a002" and e.status == "done", timeout=10
     )
@@ -752,7 +708,7 @@ async def test_a_ninth_idle_turn_in_a_row_fails_the_run(sim_engine: SimEngineFac
 
 
 # ---------------------------------------------------------------------------- mitigations
-async def test_a_mitigator_is_told_the_blocker_and_its_result_unblocks_it(
+async def test_a_mitigator_runs_while_its_blocker_waits_and_is_told_the_blocker(
     sim_engine: SimEngineFactory,
 ) -> None:
     rec = Recorder()
@@ -779,7 +735,8 @@ async def test_a_mitigator_is_told_the_blocker_and_its_result_unblocks_it(
             ),
         )
     )
-    run_id, outcome = await se.run()
+    # one slot: the mender can only run if the blocked agent, waiting for it, holds none
+    run_id, outcome = await se.run(max_concurrent=1)
     assert outcome.status == "succeeded", outcome
     assert "You mitigate the blocker of a002: database is down" in rec["mender"].first_user_text
     assert rec["unblocked"] == {

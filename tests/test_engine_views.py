@@ -1,0 +1,59 @@
+"""Engine.view() and Engine.run_view(): frozen copies of the live runs for the tray, which must
+never hold engine objects. A view taken while an agent works does not change when it ends."""
+
+from __future__ import annotations
+
+from agent_scripts import complete, orchestrator, policy, worker
+from agentray import events as ev
+from agentray.simulator import tool_use
+from conftest import SimEngineFactory
+from edge_helpers import Gate, answer
+
+
+async def test_views_are_frozen_copies_of_the_live_run(sim_engine: SimEngineFactory) -> None:
+    gate = Gate()
+    se = sim_engine(
+        policy(
+            orchestrator(
+                [
+                    tool_use("spawn_agent", task="W-VIEWED works"),
+                    tool_use("escalate", question="Carry on?", options=["Yes", "No"]),
+                ],
+                [tool_use("await_agents")],
+                [tool_use("finish", summary="seen", outcome="success")],
+            ),
+            worker("W-VIEWED", gate.hold(complete("viewed"))),
+        )
+    )
+    run_id = await se.start()
+    raised = await se.events.wait_for(ev.EscalationRaised)
+    await se.events.wait_for(
+        ev.AgentStatusChanged, lambda e: e.agent_id == "a002" and e.status == "running"
+    )
+    live = se.engine.run_view(run_id)
+    assert live is not None and live.live and live.status == "running" and live.summary == ""
+    assert [(a.agent_id, a.status, a.active) for a in live.agents] == [
+        ("a001", "waiting", True),
+        ("a002", "running", True),
+    ]
+    assert live.agent("a002") is not None and live.agent("a002").title == "W-VIEWED works"
+    assert live.count("running", "waiting") == 2
+    everything = se.engine.view()
+    assert everything.run(run_id) == live and everything.live_runs == (live,)
+    assert [e.escalation_id for e in everything.escalations] == [raised.escalation_id]
+
+    gate.open()
+    assert answer(se, raised, "Yes")
+    outcome = await se.wait(run_id)
+    assert outcome.status == "succeeded", outcome
+    ended = se.engine.run_view(run_id)
+    assert ended is not None and not ended.live
+    assert (ended.status, ended.summary) == ("succeeded", "seen")
+    assert [(a.agent_id, a.status, a.active) for a in ended.agents] == [
+        ("a001", "done", False),
+        ("a002", "done", False),
+    ]
+    assert se.engine.view().live_runs == () and se.engine.view().escalations == ()
+    # the view taken earlier kept what it saw
+    assert [a.status for a in live.agents] == ["waiting", "running"] and live.live
+    assert se.engine.run_view("r-none") is None

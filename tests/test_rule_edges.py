@@ -821,3 +821,37 @@ async def test_an_agent_that_completes_as_its_progress_folder_breaks_is_done(
     assert outcome.status == "failed" and "progress file" in outcome.summary
     assert se.journal.get_agent(run_id, "a001").status == "failed"
     assert (workspace / "agent-responses").is_symlink()
+
+
+async def test_finish_success_needs_each_failed_worker_mitigated(
+    sim_engine: SimEngineFactory,
+) -> None:
+    rec = Recorder()
+    se = sim_engine(
+        policy(
+            orchestrator(
+                [tool_use("spawn_agent", task="W-BROKEN fails")],
+                [tool_use("await_agents")],
+                [tool_use("finish", summary="too soon", outcome="success")],
+                recording(
+                    rec,
+                    "refused",
+                    lambda req: [tool_use("spawn_agent", task="W-FIX redo it", mitigates="a002")],
+                ),
+                [tool_use("await_agents", agent_ids=["a003"])],
+                recording(rec, "mitigated", finish(summary="redone by a003")),
+            ),
+            worker("W-BROKEN", model_fails),
+            worker("W-FIX", complete("redone")),
+        )
+    )
+    run_id, outcome = await se.run(timeout=20)
+    assert outcome.status == "succeeded" and outcome.summary.startswith("redone by a003"), outcome
+    refusal = result_of(rec["refused"], "finish")
+    assert (
+        refusal.is_error
+        and "a002 (W-BROKEN fails) failed and nobody mitigated it" in refusal.json["error"]
+    )
+    # its one mitigation done, the failed worker no longer stands in the way
+    row = se.journal.get_agent(run_id, "a002")
+    assert row is not None and row.status == "failed" and row.mitigation_count == 1

@@ -291,7 +291,8 @@ async def test_a_worker_waiting_on_the_person_holds_no_slot(sim_engine: SimEngin
                 [tool_use("spawn_agent", task="W-TWICE blocks twice")],
                 [tool_use("await_agents")],
                 [tool_use("resume_agent", agent_id="a002", message="try the mirror")],
-                [tool_use("sleep", seconds=30)],  # wakes when a002 is escalated
+                # wakes when a002 is escalated; if that came before the sleep began, 2 s end it
+                [tool_use("sleep", seconds=2)],
                 [tool_use("spawn_agent", task="W-OTHER works meanwhile")],
                 [tool_use("await_agents", agent_ids=["a003"])],
                 [tool_use("await_agents", agent_ids=["a002"])],

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 from collections.abc import Iterator
 from typing import Any
 
+import psutil
 import pytest
 
 from agentray.model import AnthropicModelClient, ModelRequest, ModelResponse, RateLimitGate
-from agentray.model.anthropic_client import STREAM_ABOVE_MAX_TOKENS
+from agentray.model.anthropic_client import STREAM_ABOVE_MAX_TOKENS, _keepalive_socket
 from agentray.simulator import Fault, SimRequest, Simulator, text
 
 KEY = "sk-ant-test-PATHSKEY0000"
@@ -201,13 +203,16 @@ async def test_both_paths_retry_broken_answers(
     assert len(response.content) == 3
 
 
-async def test_many_agents_share_the_pools(sims: tuple[Simulator, Simulator]) -> None:
-    """Calls of many agents at once, spread over the client's connection pools, all answered;
-    one pool (the SDK's own client) answers the same."""
-    sim, one_pool_sim = sims
-    pooled, single = _client(sim, "never"), _client(one_pool_sim, "never", pools=1)
+async def test_many_agents_at_once_reuse_their_connections(
+    sims: tuple[Simulator, Simulator],
+) -> None:
+    """40 agents' calls at once over one client are all answered; a second round of 40 goes over
+    the connections the first opened (kept alive), not 40 new ones."""
+    sim, _ = sims
+    client = _client(sim, "never")
+    port = int(sim.base_url.rsplit(":", 1)[1].rstrip("/"))
 
-    async def ask(client: AnthropicModelClient, agent: str) -> str:
+    async def ask(agent: str) -> str:
         response = await client.complete(
             ModelRequest(
                 model=MODEL,
@@ -218,11 +223,75 @@ async def test_many_agents_share_the_pools(sims: tuple[Simulator, Simulator]) ->
         )
         return str(response.content[0]["text"])
 
+    def open_connections() -> set[int]:
+        return {
+            c.laddr.port
+            for c in psutil.Process().net_connections(kind="tcp")
+            if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+        }
+
     try:
         agents = [f"a{i:03d}" for i in range(40)]
-        many = await asyncio.gather(*(ask(pooled, a) for a in agents))
-        again = await asyncio.gather(*(ask(single, a) for a in agents))
+        many = await asyncio.gather(*(ask(a) for a in agents))
+        first = open_connections()
+        again = await asyncio.gather(*(ask(a) for a in agents))
+        second = open_connections()
     finally:
-        await pooled.aclose()
-        await single.aclose()
-    assert many == again and len(set(many)) == 1 and len(sim.requests) == 40
+        await client.aclose()
+    assert many == again and len(set(many)) == 1 and len(sim.requests) == 80
+    assert 1 <= len(first) <= 40
+    assert len(second - first) <= len(second) // 2, (first, second)  # mostly the same sockets
+
+
+def test_connections_probe_an_idle_peer_as_the_sdk_does() -> None:
+    """A plain call is silent until its answer: the client's sockets carry TCP keepalive (60 s
+    idle, 60 s apart, 5 probes), so a NAT gateway does not drop a long call."""
+    addr = socket.getaddrinfo("127.0.0.1", 80, type=socket.SOCK_STREAM)[0]
+    with _keepalive_socket(addr) as sock:
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 60
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 60
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 5
+
+
+async def test_each_request_carries_the_transcript_as_it_is_now(
+    sims: tuple[Simulator, Simulator],
+) -> None:
+    """The client reuses the encoding of messages it sent before (the same objects), so every
+    request must still carry exactly the transcript of that call: a message replaced by a new
+    dict at the same place (a merged user turn), a transcript cut short (a compaction) and a
+    second agent with the same transcript objects all arrive as they are at that call."""
+    sim, _ = sims
+    client = _client(sim, "never")
+    first = {"role": "user", "content": "start " * 300}
+    reply = {"role": "assistant", "content": [text("on it")]}
+    results = {"role": "user", "content": [{"type": "text", "text": "results"}]}
+    transcripts = [
+        [first],
+        [first, reply, results],
+        [first, reply, {"role": "user", "content": [{"type": "text", "text": "results, merged"}]}],
+        [first, reply, results, {"role": "assistant", "content": [text("more")]}, results],
+        [{"role": "user", "content": "summary of the work so far"}],  # compacted
+        [first, reply, results],
+    ]
+    try:
+        for i, messages in enumerate(transcripts):
+            await client.complete(
+                ModelRequest(
+                    model=MODEL, system="s", messages=messages, agent_id="a002" if i < 5 else "a003"
+                )
+            )
+    finally:
+        await client.aclose()
+
+    def texts(message: dict[str, Any]) -> list[str]:
+        content = message["content"]
+        if isinstance(content, str):
+            return [content]
+        return [block.get("text", "") for block in content]
+
+    sent = [[texts(m) for m in request.body["messages"]] for request in sim.requests]
+    assert sent == [[texts(m) for m in messages] for messages in transcripts]
+    # and the cache markers moved with the transcript: the last message carries one each time
+    for request in sim.requests:
+        assert "cache_control" in request.body["messages"][-1]["content"][-1]

@@ -106,6 +106,74 @@ def test_without_an_event_loop_every_change_is_written_at_once(workspace: Path) 
     assert _lines(progress.path)[0].endswith("first")
 
 
+def test_new_notes_are_appended_and_a_new_status_rewrites_the_file(workspace: Path) -> None:
+    """Notes under an unchanged header go onto the same file (same inode); a status change writes
+    a new file whole (a new inode, renamed over the old). Each time the file is exactly what the
+    engine rendered."""
+    progress = _file(workspace)  # no event loop: every change is written at once
+    progress.set_status("running")
+    first = progress.path.stat().st_ino
+    for i in range(5):
+        progress.add("UPDATE", f"note {i}")
+        assert progress.path.read_text(encoding="utf-8") == progress.render()
+        assert progress.path.stat().st_ino == first, "a note was not an append"
+    progress.set_status("waiting")
+    assert progress.path.stat().st_ino != first, "a new status was not a whole rewrite"
+    assert progress.path.read_text(encoding="utf-8") == progress.render()
+    assert _status(progress.path) == "waiting" and len(_lines(progress.path)) == 5
+    assert not list(progress.path.parent.glob(".*.tmp"))
+
+
+def test_a_file_changed_by_someone_else_is_rewritten_whole(workspace: Path) -> None:
+    """An agent's command edits, truncates, replaces or removes the file: the engine's next note
+    never appends to that; the file comes back as the engine's, whole."""
+    progress = _file(workspace)
+    progress.set_status("running")
+    progress.add("UPDATE", "one")
+    path = progress.path
+
+    with path.open("a", encoding="utf-8") as handle:  # someone appends a line of their own
+        handle.write("- 00:00:00 [RESULT] forged\n")
+    progress.add("UPDATE", "two")
+    assert path.read_text(encoding="utf-8") == progress.render()
+    assert "forged" not in path.read_text(encoding="utf-8")
+
+    path.write_text("", encoding="utf-8")  # truncated in place (same inode)
+    progress.add("UPDATE", "three")
+    assert path.read_text(encoding="utf-8") == progress.render()
+
+    # replaced by another file of the very same size
+    same_size = path.read_text(encoding="utf-8").replace("three", "THREE")
+    replacement = path.with_name("other.md")
+    replacement.write_text(same_size, encoding="utf-8")
+    os.replace(replacement, path)
+    progress.add("UPDATE", "four")
+    assert path.read_text(encoding="utf-8") == progress.render()
+
+    path.unlink()  # removed
+    progress.add("UPDATE", "five")
+    assert path.read_text(encoding="utf-8") == progress.render()
+    assert [line.split("] ", 1)[1] for line in _lines(path)] == [
+        "one", "two", "three", "four", "five"
+    ]  # fmt: skip
+
+
+def test_a_note_never_appends_through_a_symlink_put_in_the_files_place(
+    workspace: Path, tmp_path: Path
+) -> None:
+    progress = _file(workspace)
+    progress.set_status("running")
+    outside = tmp_path / "outside.md"
+    outside.write_text(progress.path.read_text(encoding="utf-8"), encoding="utf-8")
+    before = outside.read_text(encoding="utf-8")
+    progress.path.unlink()
+    progress.path.symlink_to(outside)
+    progress.add("UPDATE", "after the swap")
+    assert outside.read_text(encoding="utf-8") == before  # untouched
+    assert not progress.path.is_symlink()
+    assert progress.path.read_text(encoding="utf-8") == progress.render()
+
+
 async def test_several_files_keep_their_own_notes(workspace: Path) -> None:
     files = [_file(workspace, f"a{i:03d}", title=f"agent {i}") for i in range(1, 6)]
     for round_ in range(20):

@@ -73,7 +73,10 @@ def check_keyring() -> Check:
     problem = keys.keyring_problem()
     if problem is not None:
         return Check(
-            "keyring", False, False, problem,
+            "keyring",
+            False,
+            False,
+            problem,
             f"the key can only come from {keys.ENV_VAR}",
         )
     import keyring
@@ -135,15 +138,22 @@ def check_notifications(facts: BusFacts) -> Check:
         return Check("notifications", False, False, facts.problem, hint)
     if facts.notifier_running:
         who = f"{facts.notifier} " if facts.notifier else "a notification server "
-        return Check("notifications", True, False, f"{who}on the session bus ({NOTIFICATIONS_NAME})")
+        return Check(
+            "notifications", True, False, f"{who}on the session bus ({NOTIFICATIONS_NAME})"
+        )
     if facts.notifier_activatable:
         return Check(
-            "notifications", True, False,
+            "notifications",
+            True,
+            False,
             f"a notification server that D-Bus starts on demand ({NOTIFICATIONS_NAME})",
         )
     return Check(
-        "notifications", False, False,
-        f"no notification server on the session bus ({NOTIFICATIONS_NAME} has no owner)", hint,
+        "notifications",
+        False,
+        False,
+        f"no notification server on the session bus ({NOTIFICATIONS_NAME} has no owner)",
+        hint,
     )
 
 
@@ -168,11 +178,17 @@ def _x11_answers(display: str) -> bool:
         return abstract or _connects(path, socket.AF_UNIX)
     if host.startswith("/"):  # launchd-style socket path
         return _connects(display, socket.AF_UNIX)
-    return _connects((host.strip("[]"), 6000 + int(number)), socket.AF_INET6 if ":" in host else socket.AF_INET)
+    return _connects(
+        (host.strip("[]"), 6000 + int(number)), socket.AF_INET6 if ":" in host else socket.AF_INET
+    )
 
 
 def _wayland_answers(display: str) -> bool:
-    path = display if os.path.isabs(display) else os.path.join(os.environ.get("XDG_RUNTIME_DIR", ""), display)
+    path = (
+        display
+        if os.path.isabs(display)
+        else os.path.join(os.environ.get("XDG_RUNTIME_DIR", ""), display)
+    )
     return _connects(path, socket.AF_UNIX)
 
 
@@ -185,7 +201,10 @@ def check_display(facts: BusFacts) -> Check:
     wayland = os.environ.get("WAYLAND_DISPLAY", "").strip()
     if not x11 and not wayland:
         return Check(
-            "display", False, False, "no graphical session (DISPLAY and WAYLAND_DISPLAY are unset)",
+            "display",
+            False,
+            False,
+            "no graphical session (DISPLAY and WAYLAND_DISPLAY are unset)",
             "the tray needs one; `agentray run` and `agentray demo --headless` work without",
         )
     found: list[str] = []
@@ -196,17 +215,26 @@ def check_display(facts: BusFacts) -> Check:
         (found if _x11_answers(x11) else missing).append(f"X11 {x11}")
     if not found:
         return Check(
-            "display", False, False, f"nothing answers at {' or '.join(missing)}",
+            "display",
+            False,
+            False,
+            f"nothing answers at {' or '.join(missing)}",
             "start the tray from your desktop session",
         )
     session = " and ".join(found)
     if facts.problem:
         return Check(
-            "display", True, False, f"{session}; no tray host known: {facts.problem}",
-            "Qt falls back to the XEmbed tray, which many desktops do not show", warning=True,
+            "display",
+            True,
+            False,
+            f"{session}; no tray host known: {facts.problem}",
+            "Qt falls back to the XEmbed tray, which many desktops do not show",
+            warning=True,
         )
     if facts.sni_host:
-        return Check("display", True, False, f"{session}, StatusNotifier tray host on the session bus")
+        return Check(
+            "display", True, False, f"{session}, StatusNotifier tray host on the session bus"
+        )
     fallback = (
         "Qt falls back to the old XEmbed tray, which many desktops do not show (GNOME: enable the "
         "AppIndicator extension)"
@@ -214,8 +242,12 @@ def check_display(facts: BusFacts) -> Check:
         else "there is no tray icon under Wayland without one; the dashboard window is the way in"
     )
     return Check(
-        "display", True, False, f"{session}; no StatusNotifier tray host on the session bus",
-        fallback, warning=True,
+        "display",
+        True,
+        False,
+        f"{session}; no StatusNotifier tray host on the session bus",
+        fallback,
+        warning=True,
     )
 
 
@@ -240,7 +272,9 @@ def _desktop_checks() -> list[Check]:
 
             facts = probe_session_bus()
         except Exception as error:
-            facts = BusFacts(f"the D-Bus session bus could not be asked ({type(error).__name__}: {error})")
+            facts = BusFacts(
+                f"the D-Bus session bus could not be asked ({type(error).__name__}: {error})"
+            )
     return [
         _guarded("notifications", lambda: check_notifications(facts))(),
         _guarded("display", lambda: check_display(facts))(),
@@ -252,7 +286,10 @@ def run_checks(timeout_s: float = TIMEOUT_S) -> list[Check]:
     threads; one that does not answer within ``timeout_s`` (a hung keyring or bus) says so."""
     groups: list[tuple[tuple[str, ...], Callable[[], list[Check]]]] = [
         (("sandbox",), lambda: [_guarded("sandbox", check_sandbox)()]),
-        (("keyring", "key"), lambda: [_guarded("keyring", check_keyring)(), _guarded("key", check_key)()]),
+        (
+            ("keyring", "key"),
+            lambda: [_guarded("keyring", check_keyring)(), _guarded("key", check_key)()],
+        ),
         (("notifications", "display"), _desktop_checks),
     ]
     results: dict[str, Check] = {}
@@ -278,7 +315,9 @@ def run_checks(timeout_s: float = TIMEOUT_S) -> list[Check]:
     with lock:
         return [
             results.get(name)
-            or Check(name, False, name in ESSENTIAL, f"could not check: no answer within {timeout_s:g} s")
+            or Check(
+                name, False, name in ESSENTIAL, f"could not check: no answer within {timeout_s:g} s"
+            )
             for name in CHECK_NAMES
         ]
 

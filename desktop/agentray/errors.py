@@ -1,18 +1,18 @@
 """Agentray's exception tree.
 
-    AgentrayError
-    ├── BadInputError            user input the CLI rejects (exit code 2)
-    │   ├── NoApiKeyError        no key in ANTHROPIC_API_KEY nor the keyring
-    │   ├── SandboxUnavailableError  no OS sandbox for commands, and --no-sandbox was not given
-    │   └── RunBusyError         another process owns the run
-    ├── ModelError               the model endpoint failed us
-    │   ├── ModelAuthError       401/403: the key is invalid; never retried
-    │   ├── ModelNotFoundError   404 for the model: unknown model name; never retried
-    │   ├── ModelRequestError    another 4xx: the request itself is wrong; never retried
-    │   └── ModelUnavailableError  retries exhausted (429/5xx/overloaded/broken streams)
-    ├── ToolError                a tool refused or failed; becomes an is_error tool result
-    │   └── ConfinementError     a path resolves outside the workspace
-    └── JournalError             the SQLite journal cannot be used
+AgentrayError
+├── BadInputError            user input the CLI rejects (exit code 2)
+│   ├── NoApiKeyError        no key in ANTHROPIC_API_KEY nor the keyring
+│   ├── SandboxUnavailableError  no OS sandbox for commands, and --no-sandbox was not given
+│   └── RunBusyError         another process owns the run
+├── ModelError               the model endpoint failed us
+│   ├── ModelAuthError       401/403: the key is invalid; never retried
+│   ├── ModelNotFoundError   404 for the model: unknown model name; never retried
+│   ├── ModelRequestError    another 4xx: the request itself is wrong; never retried
+│   └── ModelUnavailableError  retries exhausted (429/5xx/overloaded/broken streams)
+├── ToolError                a tool refused or failed; becomes an is_error tool result
+│   └── ConfinementError     a path resolves outside the workspace
+└── JournalError             the SQLite journal cannot be used
 """
 
 from __future__ import annotations

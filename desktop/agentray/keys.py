@@ -154,7 +154,9 @@ def store_key(key: str) -> None:
         # e.g. a locked Secret Service whose unlock prompt cannot be shown
         # the Secret Service's own texts end in "." or ".." ("Prompt dismissed.."): one sentence here
         why = str(error).strip().rstrip(".") or type(error).__name__
-        raise RuntimeError(f"the OS keyring refused the key ({why}); set {ENV_VAR} instead") from None
+        raise RuntimeError(
+            f"the OS keyring refused the key ({why}); set {ENV_VAR} instead"
+        ) from None
 
 
 def delete_key() -> bool:

@@ -87,8 +87,13 @@ class Checkpoints:
 
     # ------------------------------------------------------------------ taking
     def take(
-        self, *, agent_id: str | None, call_id: str | None, tool: str,
-        claims: dict[str, tuple[str, str]] | None = None, only: str | None = None,
+        self,
+        *,
+        agent_id: str | None,
+        call_id: str | None,
+        tool: str,
+        claims: dict[str, tuple[str, str]] | None = None,
+        only: str | None = None,
     ) -> SnapshotRow | None:
         """Snapshot the workspace (or, for a file tool, only the path it wrote) now (blocking: call it off the event loop). None when nothing
         changed since the last snapshot (except the run's first, which is always recorded).
@@ -121,27 +126,45 @@ class Checkpoints:
         with Journal(self.journal_path) as journal:
             for (agent, call), group in groups:
                 if group or (agent, call) == own:
-                    rows.append(journal.add_snapshot(
-                        self.run_id, commit_id=commit, parent_id=last.commit_id if last else None,
-                        agent_id=agent, call_id=call, tool=tool if (agent, call) == own else "claimed",
-                        paths=group,
-                    ))
+                    rows.append(
+                        journal.add_snapshot(
+                            self.run_id,
+                            commit_id=commit,
+                            parent_id=last.commit_id if last else None,
+                            agent_id=agent,
+                            call_id=call,
+                            tool=tool if (agent, call) == own else "claimed",
+                            paths=group,
+                        )
+                    )
         return rows[0]
 
     async def take_async(
-        self, *, agent_id: str | None, call_id: str | None, tool: str,
-        claims: dict[str, tuple[str, str]] | None = None, only: str | None = None,
+        self,
+        *,
+        agent_id: str | None,
+        call_id: str | None,
+        tool: str,
+        claims: dict[str, tuple[str, str]] | None = None,
+        only: str | None = None,
     ) -> SnapshotRow | None:
         # One at a time per run (they share the shadow index); off the loop (git scans the folder).
         async with self._lock:
             return await asyncio.to_thread(
                 # the live claims (not a copy): a file tool may claim a path while git runs
-                self.take, agent_id=agent_id, call_id=call_id, tool=tool, claims=claims, only=only,
+                self.take,
+                agent_id=agent_id,
+                call_id=call_id,
+                tool=tool,
+                claims=claims,
+                only=only,
             )
 
     # ------------------------------------------------------------------ reading
     @staticmethod
-    def _touches(snapshots: list[SnapshotRow], agent_id: str | None) -> dict[str, list[SnapshotRow]]:
+    def _touches(
+        snapshots: list[SnapshotRow], agent_id: str | None
+    ) -> dict[str, list[SnapshotRow]]:
         """path -> the snapshots (after the base) that changed it, optionally only this agent's."""
         found: dict[str, list[SnapshotRow]] = {}
         for snap in snapshots[1:]:
@@ -197,7 +220,12 @@ class Checkpoints:
                 parts.append(f"--- {src}\n+++ {dst}\nBinary files differ\n")
                 continue
             lines = list(difflib.unified_diff(a, b, src, dst))
-            parts.append("".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines))
+            parts.append(
+                "".join(
+                    line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
+                    for line in lines
+                )
+            )
         return "".join(parts)
 
     # ------------------------------------------------------------------ undo
@@ -223,9 +251,11 @@ class Checkpoints:
         shared: dict[str, tuple[str, ...]] = {}
         if agent_id is not None:
             for path in mine:
-                others = tuple(dict.fromkeys(
-                    s.agent_id or "-" for s in everyone[path] if s.agent_id != agent_id
-                ))
+                others = tuple(
+                    dict.fromkeys(
+                        s.agent_id or "-" for s in everyone[path] if s.agent_id != agent_id
+                    )
+                )
                 if others:
                     shared[path] = others
         if (changed_since or shared) and not force:
@@ -253,7 +283,9 @@ class Checkpoints:
             restored.append(path)
         if restored:
             self.take(agent_id=None, call_id=None, tool="undo")
-        return UndoResult(tuple(restored), tuple(changed_since) if force else (), shared if force else {})
+        return UndoResult(
+            tuple(restored), tuple(changed_since) if force else (), shared if force else {}
+        )
 
 
 DEFAULT_KEEP_DAYS = 30

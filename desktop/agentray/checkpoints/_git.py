@@ -14,8 +14,20 @@ __all__ = ["GitError", "ShadowRepo", "git_available"]
 
 # Never snapshot: the engine's own files, and heavy tool folders no one reviews line by line.
 DEFAULT_EXCLUDES = (
-    "/agent-responses/", "*.agentray-tmp", ".venv/", "venv/", "node_modules/", "__pycache__/", "*.pyc", ".mypy_cache/",
-    ".pytest_cache/", ".ruff_cache/", ".tox/", ".gradle/", "target/debug/", "target/release/",
+    "/agent-responses/",
+    "*.agentray-tmp",
+    ".venv/",
+    "venv/",
+    "node_modules/",
+    "__pycache__/",
+    "*.pyc",
+    ".mypy_cache/",
+    ".pytest_cache/",
+    ".ruff_cache/",
+    ".tox/",
+    ".gradle/",
+    "target/debug/",
+    "target/release/",
 )
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
@@ -44,19 +56,38 @@ class ShadowRepo:
             "GIT_CONFIG_NOSYSTEM": "1",
             "GIT_CONFIG_GLOBAL": os.devnull,
             "GIT_TERMINAL_PROMPT": "0",
-            "GIT_AUTHOR_NAME": "Agentray", "GIT_AUTHOR_EMAIL": "agentray@localhost",
-            "GIT_COMMITTER_NAME": "Agentray", "GIT_COMMITTER_EMAIL": "agentray@localhost",
+            "GIT_AUTHOR_NAME": "Agentray",
+            "GIT_AUTHOR_EMAIL": "agentray@localhost",
+            "GIT_COMMITTER_NAME": "Agentray",
+            "GIT_COMMITTER_EMAIL": "agentray@localhost",
             "LC_ALL": "C",
         }
 
     def run(self, *args: str, input: bytes | None = None, check: bool = True) -> bytes:
         done = subprocess.run(
-            ["git", "-c", "core.hooksPath=" + os.devnull, "-c", "core.autocrlf=false",
-             "-c", "core.quotepath=false", "-c", "credential.helper=", "-c", "gc.auto=0", *args],
-            env=self._env(), cwd=self.workspace, input=input, capture_output=True,
+            [
+                "git",
+                "-c",
+                "core.hooksPath=" + os.devnull,
+                "-c",
+                "core.autocrlf=false",
+                "-c",
+                "core.quotepath=false",
+                "-c",
+                "credential.helper=",
+                "-c",
+                "gc.auto=0",
+                *args,
+            ],
+            env=self._env(),
+            cwd=self.workspace,
+            input=input,
+            capture_output=True,
         )
         if check and done.returncode != 0:
-            message = (done.stderr.decode(errors="replace").strip().splitlines() or ["no message"])[0]
+            message = (done.stderr.decode(errors="replace").strip().splitlines() or ["no message"])[
+                0
+            ]
             raise GitError(f"git {args[0]}: {message}")
         return done.stdout
 
@@ -64,8 +95,14 @@ class ShadowRepo:
         if (self.git_dir / "HEAD").exists():
             return
         self.git_dir.parent.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in self._env().items() if k not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE")}
-        done = subprocess.run(["git", "init", "--quiet", "--bare", str(self.git_dir)], env=env, capture_output=True)
+        env = {
+            k: v
+            for k, v in self._env().items()
+            if k not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE")
+        }
+        done = subprocess.run(
+            ["git", "init", "--quiet", "--bare", str(self.git_dir)], env=env, capture_output=True
+        )
         if done.returncode != 0:
             raise GitError(f"git init: {done.stderr.decode(errors='replace').strip()}")
         self.run("config", "core.bare", "false")
@@ -109,13 +146,17 @@ class ShadowRepo:
     def blob(self, commit: str, path: str) -> bytes | None:
         """The file's bytes at ``commit``; None when it did not exist there."""
         done = subprocess.run(
-            ["git", "cat-file", "blob", f"{commit}:{path}"], env=self._env(), cwd=self.workspace,
+            ["git", "cat-file", "blob", f"{commit}:{path}"],
+            env=self._env(),
+            cwd=self.workspace,
             capture_output=True,
         )
         return done.stdout if done.returncode == 0 else None
 
     def mode(self, commit: str, path: str) -> int | None:
-        out = self.run("ls-tree", "-z", commit, "--", path, check=False).decode(errors="surrogateescape")
+        out = self.run("ls-tree", "-z", commit, "--", path, check=False).decode(
+            errors="surrogateescape"
+        )
         if not out:
             return None
         return int(out.split(" ", 1)[0], 8)

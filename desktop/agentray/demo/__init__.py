@@ -16,7 +16,14 @@ from agentray.simulator import Simulator
 
 from ._scenario import DEMO_GOAL, build_command, demo_policy
 
-__all__ = ["DEMO_API_KEY", "DEMO_GOAL", "DEMO_MODEL", "DemoSession", "create_demo_project", "demo_policy"]
+__all__ = [
+    "DEMO_API_KEY",
+    "DEMO_GOAL",
+    "DEMO_MODEL",
+    "DemoSession",
+    "create_demo_project",
+    "demo_policy",
+]
 
 DEMO_API_KEY = "sk-ant-demo-offline-simulator"
 DEMO_MODEL = "claude-sonnet-4-6"
@@ -31,10 +38,14 @@ def create_demo_project(target: Path | None = None) -> Path:
         if not target.is_dir():
             raise BadInputError(f"--dir {target}: not a directory")
         if any(target.iterdir()):
-            raise BadInputError(f"--dir {target}: not empty; the demo only writes into a new or empty folder")
+            raise BadInputError(
+                f"--dir {target}: not empty; the demo only writes into a new or empty folder"
+            )
     template = files("agentray.resources") / "demo" / "project"
     with as_file(template) as source:
-        shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")
+        )
     return target.resolve()
 
 

@@ -148,13 +148,13 @@ class Run:
             fields["ended_at"] = now
             if not agent.is_orchestrator and previous not in TERMINAL:
                 self.settle_seq += 1
-        self.journal.update_agent(self.run_id, agent.agent_id, **fields)
-        # the timeline (dashboard, `show --timeline`) is rebuilt from these rows
-        self.journal.add_event(
-            self.run_id,
-            "agent_status",
-            {"agent_id": agent.agent_id, "status": status.value, "previous": previous.value},
-        )
+        with self.journal.transaction():  # one commit; the timeline is rebuilt from the events
+            self.journal.update_agent(self.run_id, agent.agent_id, **fields)
+            self.journal.add_event(
+                self.run_id,
+                "agent_status",
+                {"agent_id": agent.agent_id, "status": status.value, "previous": previous.value},
+            )
         agent.progress.set_status(status)
         self.publish(
             ev.AgentStatusChanged(

@@ -136,7 +136,9 @@ def agent_from_row(r: sqlite3.Row) -> AgentRow:
 
 
 def escalation_from_row(r: sqlite3.Row) -> EscalationRow:
-    return _build(EscalationRow, r, options=lambda text: options_from_json(json.loads(text)), kind=_kind)
+    return _build(
+        EscalationRow, r, options=lambda text: options_from_json(json.loads(text)), kind=_kind
+    )
 
 
 def _kind(value: str) -> EscalationKind:

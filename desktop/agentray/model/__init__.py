@@ -18,6 +18,7 @@ def __getattr__(name: str) -> object:
         return AnthropicModelClient
     raise AttributeError(f"module 'agentray.model' has no attribute {name!r}")
 
+
 __all__ = [
     "AnthropicModelClient",
     "ModelClient",

@@ -36,6 +36,31 @@ def _unmarked(block: dict[str, Any]) -> dict[str, Any]:
     return block
 
 
+def _unmarked_message(msg: dict[str, Any]) -> dict[str, Any]:
+    content = msg.get("content")
+    if isinstance(content, str):
+        return msg
+    if isinstance(content, list):
+        if any(isinstance(b, dict) and "cache_control" in b for b in content):
+            return {**msg, "content": [_unmarked(b) if isinstance(b, dict) else b for b in content]}
+        return msg
+    return {**msg, "content": []}
+
+
+def _marked_message(msg: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``msg`` with its last markable block marked (a string content becomes one text
+    block); ``msg`` itself when nothing in it can carry a marker (an empty string stays as given,
+    which the API rejects either way)."""
+    content = msg["content"]
+    if isinstance(content, str):
+        blocks: list[dict[str, Any]] = [{"type": "text", "text": content}] if content else []
+    else:
+        blocks = list(content)
+    if not _mark_last(blocks):
+        return msg
+    return {**msg, "content": blocks}
+
+
 def add_cache_breakpoints(
     system: str | list[dict[str, Any]],
     tools: list[dict[str, Any]],
@@ -46,7 +71,8 @@ def add_cache_breakpoints(
     Markers go on: the system prompt, the last tool definition, the last block of the last message,
     and the last block of the second-to-last user message (the previous turn's breakpoint, so the
     growing conversation reads its prefix from the cache). Inputs are not mutated: every dict that
-    changes is a copy. String contents become a one-text-block list; empty text gets no marker.
+    changes is a copy, and a message left unchanged is passed on as the same object. A marked
+    string content becomes a one-text-block list; empty text gets no marker.
     """
     if isinstance(system, str):
         system_blocks = [{"type": "text", "text": system}] if system else []
@@ -60,30 +86,16 @@ def add_cache_breakpoints(
     if new_tools:
         new_tools[-1] = {**new_tools[-1], "cache_control": dict(EPHEMERAL)}
 
-    new_messages: list[dict[str, Any]] = []
-    for msg in messages:
-        content = msg.get("content")
-        if isinstance(content, str):
-            blocks: list[dict[str, Any]] = [{"type": "text", "text": content}] if content else []
-        elif isinstance(content, list):
-            blocks = [_unmarked(b) if isinstance(b, dict) else b for b in content]
-        else:
-            blocks = []
-        new_messages.append({**msg, "content": blocks})
-
+    # A message without markers is passed on as it is (the same object: the model client reuses
+    # its encoding turn after turn); only the messages that get a marker are copies.
+    new_messages = [_unmarked_message(msg) for msg in messages]
     if new_messages:
-        _mark_last(new_messages[-1]["content"])
+        targets = [len(new_messages) - 1]
         users = [i for i, m in enumerate(new_messages) if m.get("role") == "user"]
         if len(users) >= 2 and users[-2] != len(new_messages) - 1:
-            _mark_last(new_messages[users[-2]]["content"])
-
-    # Restore the caller's string form where a message was a plain string and stayed unmarked,
-    # except an empty string, which the API rejects either way and which we leave as given.
-    for orig, new in zip(messages, new_messages, strict=True):
-        if isinstance(orig.get("content"), str) and not any(
-            "cache_control" in b for b in new["content"]
-        ):
-            new["content"] = orig["content"]
+            targets.append(users[-2])
+        for i in targets:
+            new_messages[i] = _marked_message(new_messages[i])
 
     return system_blocks, new_tools, new_messages
 

@@ -40,14 +40,17 @@ class Usage:
 
 @dataclass(frozen=True)
 class ModelRequest:
-    """One Messages-API call. ``tools`` and ``messages`` are plain Anthropic-format dicts."""
+    """One Messages-API call. ``tools`` and ``messages`` are plain Anthropic-format dicts.
+
+    A message once sent is never changed in place (a transcript grows by new messages; an edit
+    is a new dict): clients may reuse what they encoded of it for the same ``agent_id``."""
 
     model: str
     system: str
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]] = field(default_factory=list)
     max_tokens: int = 8192
-    agent_id: str | None = None  # for logs and retry notices only; never sent
+    agent_id: str | None = None  # logs, retry notices, reused encodings; never sent
 
 
 @dataclass(frozen=True)

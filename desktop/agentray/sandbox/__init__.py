@@ -73,10 +73,28 @@ class SandboxStatus:
 
 def _probe_bwrap(program: str) -> str | None:
     """None when ``program`` can build a sandbox here; else why not (user namespaces off, …)."""
-    argv = [program, "--unshare-all", "--die-with-parent", "--cap-drop", "ALL", "--ro-bind", "/", "/",
-            "--dev", "/dev", "--proc", "/proc", "--", SHELL, "-c", "exit 0"]
+    argv = [
+        program,
+        "--unshare-all",
+        "--die-with-parent",
+        "--cap-drop",
+        "ALL",
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--",
+        SHELL,
+        "-c",
+        "exit 0",
+    ]
     try:
-        done = subprocess.run(argv, capture_output=True, timeout=10, stdin=subprocess.DEVNULL, env={})
+        done = subprocess.run(
+            argv, capture_output=True, timeout=10, stdin=subprocess.DEVNULL, env={}
+        )
     except (OSError, subprocess.SubprocessError) as error:
         return f"{program} cannot run: {error}"
     if done.returncode != 0:
@@ -101,7 +119,8 @@ def _detect(platform: str, bwrap_override: str | None) -> SandboxStatus:
     if platform == "darwin" and os.access(SANDBOX_EXEC, os.X_OK):
         return SandboxStatus(SandboxKind.SEATBELT, SANDBOX_EXEC, None)
     return SandboxStatus(
-        SandboxKind.NONE, None,
+        SandboxKind.NONE,
+        None,
         f"no command sandbox on {platform}; pass --no-sandbox to let agents' commands run with "
         "your full authority",
     )
@@ -126,12 +145,18 @@ class Sandbox:
 
     @classmethod
     def for_workspace(
-        cls, status: SandboxStatus, workspace: str | Path, *, allow_network: bool = False,
+        cls,
+        status: SandboxStatus,
+        workspace: str | Path,
+        *,
+        allow_network: bool = False,
         journal: Path | None = None,
     ) -> Sandbox:
         if not status.available:
             raise RuntimeError(status.problem or NO_SANDBOX_HINT)
-        policy = SandboxPolicy.for_workspace(workspace, allow_network=allow_network, journal=journal)
+        policy = SandboxPolicy.for_workspace(
+            workspace, allow_network=allow_network, journal=journal
+        )
         return cls(status.kind, policy, status.program)
 
     @property

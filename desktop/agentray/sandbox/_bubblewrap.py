@@ -36,7 +36,11 @@ def lifeline_script(fd: int, shell: str) -> str:
 
 
 def bwrap_argv(
-    bwrap: str, policy: SandboxPolicy, command: str, shell: str = "/bin/sh", lifeline_fd: int | None = None
+    bwrap: str,
+    policy: SandboxPolicy,
+    command: str,
+    shell: str = "/bin/sh",
+    lifeline_fd: int | None = None,
 ) -> list[str]:
     workspace = policy.workspace
     argv = [
@@ -45,18 +49,25 @@ def bwrap_argv(
         *(["--share-net"] if policy.allow_network else []),
         "--die-with-parent",  # the engine dies: the sandbox's pid 1 dies, and with it every process
         "--new-session",  # no TIOCSTI into a terminal
-        "--cap-drop", "ALL",  # root outside stays without capabilities inside
-        "--ro-bind", "/", "/",
-        "--dev", "/dev",
-        "--proc", "/proc",
-        "--tmpfs", "/tmp",
+        "--cap-drop",
+        "ALL",  # root outside stays without capabilities inside
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--tmpfs",
+        "/tmp",
     ]
     for keep in policy.visible_under_tmp:
         if is_within(keep, _TMP) and keep.exists() and not is_within(keep, workspace):
             argv += ["--ro-bind", str(keep), str(keep)]
     inside = [p for p in policy.hidden if is_within(p, workspace) and p != workspace]
     outside = [
-        p for p in policy.hidden
+        p
+        for p in policy.hidden
         if not is_within(p, workspace) and not is_within(p, _TMP) and p.exists()
     ]
     for path in outside:

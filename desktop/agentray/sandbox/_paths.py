@@ -48,7 +48,13 @@ SECRET_STORES = (
 )
 
 # Sockets on the file system reach across network namespaces: hide the ones that grant power.
-SYSTEM_SOCKETS = ("/run/user", "/var/run/docker.sock", "/run/docker.sock", "/run/dbus", "/tmp/.X11-unix")
+SYSTEM_SOCKETS = (
+    "/run/user",
+    "/var/run/docker.sock",
+    "/run/docker.sock",
+    "/run/dbus",
+    "/tmp/.X11-unix",
+)
 # Readable by root even without capabilities.
 SYSTEM_SECRETS = ("/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/ssh")
 

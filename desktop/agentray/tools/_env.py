@@ -67,20 +67,69 @@ def scrubbed_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
 # What a command's environment may hold (PRODUCT.md, "The command sandbox"): what shells,
 # compilers and language tool chains need, never addresses of agents or buses (SSH_AUTH_SOCK,
 # DBUS_SESSION_BUS_ADDRESS, DISPLAY, XDG_RUNTIME_DIR) and never keys.
-_ALLOWED_NAMES = frozenset({
-    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TERM", "TZ", "COLORTERM",
-    "NO_COLOR", "FORCE_COLOR", "TMPDIR", "EDITOR", "PAGER",
-    "JAVA_HOME", "GOPATH", "GOROOT", "GOFLAGS", "CARGO_HOME", "RUSTUP_HOME", "NVM_DIR",
-    "PYENV_ROOT", "VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH", "NODE_PATH", "GEM_HOME", "GEM_PATH",
-    "PKG_CONFIG_PATH", "LD_LIBRARY_PATH", "CC", "CXX", "CFLAGS", "CXXFLAGS", "CPPFLAGS", "LDFLAGS",
-    "MAKEFLAGS", "CMAKE_PREFIX_PATH", "XDG_CONFIG_DIRS", "XDG_DATA_DIRS",
-})
+_ALLOWED_NAMES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "LANG",
+        "LANGUAGE",
+        "TERM",
+        "TZ",
+        "COLORTERM",
+        "NO_COLOR",
+        "FORCE_COLOR",
+        "TMPDIR",
+        "EDITOR",
+        "PAGER",
+        "JAVA_HOME",
+        "GOPATH",
+        "GOROOT",
+        "GOFLAGS",
+        "CARGO_HOME",
+        "RUSTUP_HOME",
+        "NVM_DIR",
+        "PYENV_ROOT",
+        "VIRTUAL_ENV",
+        "CONDA_PREFIX",
+        "PYTHONPATH",
+        "NODE_PATH",
+        "GEM_HOME",
+        "GEM_PATH",
+        "PKG_CONFIG_PATH",
+        "LD_LIBRARY_PATH",
+        "CC",
+        "CXX",
+        "CFLAGS",
+        "CXXFLAGS",
+        "CPPFLAGS",
+        "LDFLAGS",
+        "MAKEFLAGS",
+        "CMAKE_PREFIX_PATH",
+        "XDG_CONFIG_DIRS",
+        "XDG_DATA_DIRS",
+    }
+)
 _ALLOWED_PREFIXES = ("LC_",)
 # Only useful when the command may reach the network.
-_NETWORK_NAMES = frozenset({
-    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy",
-    "all_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "PIP_INDEX_URL",
-})
+_NETWORK_NAMES = frozenset(
+    {
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "all_proxy",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+        "PIP_INDEX_URL",
+    }
+)
 
 
 def command_env(
@@ -94,8 +143,11 @@ def command_env(
     allowed = {
         name: value
         for name, value in source.items()
-        if (name in _ALLOWED_NAMES or name.startswith(_ALLOWED_PREFIXES)
-            or (allow_network and name in _NETWORK_NAMES))
+        if (
+            name in _ALLOWED_NAMES
+            or name.startswith(_ALLOWED_PREFIXES)
+            or (allow_network and name in _NETWORK_NAMES)
+        )
     }
     env = scrubbed_env(allowed)
     env.setdefault("PATH", os.defpath)

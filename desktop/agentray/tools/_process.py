@@ -167,7 +167,9 @@ async def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil
     return alive
 
 
-def _collect_and_terminate(roots: list[tuple[int, float | None]]) -> dict[int, list[psutil.Process]]:
+def _collect_and_terminate(
+    roots: list[tuple[int, float | None]],
+) -> dict[int, list[psutil.Process]]:
     trees = _collect_trees(roots)
     for root_pid, procs in trees.items():
         if procs:
@@ -454,8 +456,16 @@ async def run_command(
         )
     )
     try:
-        return await _supervise(spawn, cwd=cwd, registry=registry, owner=owner, timeout=timeout,
-                                out=out, started=started, sandbox=sandbox)
+        return await _supervise(
+            spawn,
+            cwd=cwd,
+            registry=registry,
+            owner=owner,
+            timeout=timeout,
+            out=out,
+            started=started,
+            sandbox=sandbox,
+        )
     finally:
         if lifeline:
             os.close(lifeline[0])

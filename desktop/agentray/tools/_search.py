@@ -75,7 +75,11 @@ def find_rg() -> str | None:
     first, then one beside a frozen app's executable, then ``rg`` on PATH; None if none works."""
     name = "rg.exe" if os.name == "nt" else "rg"
     # a frozen app (PyInstaller) keeps its binaries in sys._MEIPASS (its _internal folder)
-    places = [sysconfig.get_path("scripts"), os.path.dirname(sys.executable), getattr(sys, "_MEIPASS", "")]
+    places = [
+        sysconfig.get_path("scripts"),
+        os.path.dirname(sys.executable),
+        getattr(sys, "_MEIPASS", ""),
+    ]
     with contextlib.suppress(KeyError):
         places.append(sysconfig.get_path("scripts", f"{os.name}_user"))
     candidates = [os.path.join(p, name) for p in places if p]

@@ -37,7 +37,9 @@ def probe_session_bus() -> BusFacts:
             why = connection.lastError().message() or "no reason given"
             return BusFacts(f"cannot connect to the D-Bus session bus at {address} ({why})")
 
-        def call(service: str, path: str, interface: str, method: str, *args: Any) -> list[Any] | None:
+        def call(
+            service: str, path: str, interface: str, method: str, *args: Any
+        ) -> list[Any] | None:
             message = QDBusMessage.createMethodCall(service, path, interface, method)
             if args:
                 message.setArguments(list(args))
@@ -57,7 +59,9 @@ def probe_session_bus() -> BusFacts:
         activatable = False
         if notifier_running:
             info = call(
-                NOTIFICATIONS_NAME, "/org/freedesktop/Notifications", NOTIFICATIONS_NAME,
+                NOTIFICATIONS_NAME,
+                "/org/freedesktop/Notifications",
+                NOTIFICATIONS_NAME,
                 "GetServerInformation",
             )
             if info:
@@ -71,8 +75,12 @@ def probe_session_bus() -> BusFacts:
         if watcher and watcher[0]:
             # what Qt asks before it uses the StatusNotifierItem tray instead of XEmbed
             value = call(
-                SNI_WATCHER_NAME, "/StatusNotifierWatcher", "org.freedesktop.DBus.Properties",
-                "Get", SNI_WATCHER_NAME, "IsStatusNotifierHostRegistered",
+                SNI_WATCHER_NAME,
+                "/StatusNotifierWatcher",
+                "org.freedesktop.DBus.Properties",
+                "Get",
+                SNI_WATCHER_NAME,
+                "IsStatusNotifierHostRegistered",
             )
             if value:
                 inner = value[0].variant() if hasattr(value[0], "variant") else value[0]

@@ -139,7 +139,9 @@ def _now(
             if current == checkpoints.repo.blob(after, change.path):
                 continue
             undone = current == checkpoints.repo.blob(before, change.path)
-        except Exception as error:  # the shadow repository failed meanwhile: no mark rather than no view
+        except (
+            Exception
+        ) as error:  # the shadow repository failed meanwhile: no mark rather than no view
             log.warning("cannot compare %s with its snapshots: %s", change.path, error)
             continue
         now[change.path] = NOW_UNDONE if undone else NOW_CHANGED

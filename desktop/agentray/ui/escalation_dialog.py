@@ -185,7 +185,9 @@ class EscalationWindow(QWidget):
             free = view.kind in _FREE_REPLY_KINDS
             self.reply_button.setVisible(free)
             self.reply.setPlaceholderText(
-                "Reply to the agent in your own words…" if free else "A note for the agent, sent with the option you pick…"
+                "Reply to the agent in your own words…"
+                if free
+                else "A note for the agent, sent with the option you pick…"
             )
             if self.option_buttons:
                 self.option_buttons[0].setFocus()

@@ -20,7 +20,7 @@ from ._recovery import AgentEnded
 from ._run import PROGRESS_FAILURE, Run
 from ._state import AgentState
 from ._tool_calls import execute_tool_call
-from ._tools import conclude_finish, tools_for
+from ._tools import conclude_finish, tool_schemas, tools_for
 
 __all__ = ["InProcessRunner"]
 
@@ -168,7 +168,7 @@ async def _loop(run: Run, agent: AgentState, *, resumed: bool) -> None:
         if agent.is_orchestrator and _replay_accepted_finish(run, agent):
             return
     tools = tools_for(run, agent)
-    schemas = [tool.schema() for tool in tools.values()]
+    schemas = tool_schemas(tools)
     system = await system_prompt(run, agent)  # the role's prompt and the project's AGENTS.md
     idle_turns = 0
     last_prompt_tokens = 0

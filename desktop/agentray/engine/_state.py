@@ -230,12 +230,18 @@ class Slots:
 
     def _hand_over(self) -> None:
         self._hand_over_pending = False
-        while self._waiters and len(self.holders) < self.size:
-            best = max(self._waiters, key=self._rank)
-            self._waiters.remove(best)
-            _, agent_id, granted = best
-            if granted.done():  # cancelled while waiting
-                continue
+        free = self.size - len(self.holders)
+        if free <= 0 or not self._waiters:
+            return
+        self._waiters = [w for w in self._waiters if not w[2].done()]  # cancelled while waiting
+        chosen = self._waiters
+        if len(chosen) > free:
+            # ranked once per hand-over (a grant changes no one's rank): a rank walks the
+            # dependents, and 60 agents spawned at once made 60 hand-overs of 60 ranks each
+            chosen = sorted(chosen, key=self._rank, reverse=True)[:free]
+        for entry in list(chosen):
+            self._waiters.remove(entry)
+            _, agent_id, granted = entry
             self.holders.add(agent_id)
             self.started.add(agent_id)
             granted.set_result(None)

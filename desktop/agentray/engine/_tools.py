@@ -25,6 +25,7 @@ __all__ = [
     "conclude_finish",
     "describe_call",
     "refusal_for_missing_tool",
+    "tool_schemas",
     "tools_for",
 ]
 
@@ -592,6 +593,23 @@ def tools_for(run: Run, agent: AgentState) -> dict[str, Tool]:
     if agent.depth < run.config.max_depth:
         tools.update(ORCHESTRATION_TOOLS)
     return tools
+
+
+_SCHEMAS_KEPT = 64
+# the ids of a tool set's tools -> (those tools, kept alive so the ids stay theirs; their schemas)
+_schemas: dict[tuple[int, ...], tuple[tuple[Tool, ...], list[dict[str, Any]]]] = {}
+
+
+def tool_schemas(tools: dict[str, Tool]) -> list[dict[str, Any]]:
+    """The schemas of ``tools`` as the model gets them: one list per set of tools, shared by every
+    agent given that set (nobody changes it), so the model client encodes it once, not per agent."""
+    key = tuple(id(tool) for tool in tools.values())
+    kept = _schemas.get(key)
+    if kept is None:
+        if len(_schemas) >= _SCHEMAS_KEPT:
+            _schemas.clear()
+        kept = _schemas[key] = (tuple(tools.values()), [t.schema() for t in tools.values()])
+    return kept[1]
 
 
 def refusal_for_missing_tool(run: Run, agent: AgentState, name: str, tools: dict[str, Tool]) -> str:

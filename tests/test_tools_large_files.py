@@ -7,6 +7,7 @@ Timings are measured by hand, not asserted here; these tests assert what the mod
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import threading
@@ -146,6 +147,19 @@ def test_max_chars_stops_at_a_whole_line(ws: Workspace) -> None:
     assert f"read on with offset={len(rows)}" in read["note"]
     # at least one line, even when it alone is over the budget
     assert ws.read_file("wide.txt", max_chars=10)["lines_returned"] == 1
+
+
+def test_max_chars_takes_a_line_that_fits_exactly(ws: Workspace) -> None:
+    """The lines' JSON may fill ``max_chars`` (less the room kept for the other fields) to the
+    last character; one character less and the last line waits for the next read."""
+    (ws.root / "rows.txt").write_text("".join(f"row {i} " + "é" * i + '"\t\n' for i in range(9)))
+    whole = ws.read_file("rows.txt")["content"].split("\n")
+    for shown in (1, 4, 8):
+        fits = wsmod._RESULT_OVERHEAD_CHARS + len(json.dumps("\n".join(whole[:shown]), ensure_ascii=False))
+        exact = ws.read_file("rows.txt", max_chars=fits)
+        assert exact["content"].split("\n") == whole[:shown] and exact["next_offset"] == shown
+        short = ws.read_file("rows.txt", max_chars=fits - 1)
+        assert short["lines_returned"] == max(1, shown - 1)
 
 
 def test_line_reader_matches_a_plain_split_at_every_chunk_boundary(

@@ -298,3 +298,33 @@ async def test_cancelled_while_the_command_is_starting_leaves_no_process(tmp_pat
     while sleepers() and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     assert sleepers() == []
+
+
+async def test_a_kill_batch_that_is_cancelled_releases_its_callers(
+    tmp_path: Path, registry: ProcessRegistry
+) -> None:
+    """The task serving a batch of kills is cancelled mid-grace (the loop shutting down): every
+    caller waiting on the batch is cancelled too, none waits forever."""
+    from agentray.tools import _process
+
+    pidfile, termed = tmp_path / "pids", tmp_path / "termed"
+    f, t = shlex.quote(str(pidfile)), shlex.quote(str(termed))
+    # the command's own shell traps SIGTERM (so the kill waits out its grace)
+    cmd = f'trap "echo > {t}" TERM; echo $$ >> {f}; while :; do sleep 0.05; done'
+    command = asyncio.create_task(run_command(cmd, cwd=tmp_path, registry=registry, owner="x"))
+    [stubborn] = await _pids_from_file(pidfile, 1)
+    killer = asyncio.create_task(registry.kill_owner("x", grace_s=60.0))
+    deadline = time.monotonic() + 10
+    while not termed.exists():  # SIGTERM landed: the batch waits out its grace period
+        assert time.monotonic() < deadline, "the SIGTERM never reached the command"
+        await asyncio.sleep(0.01)
+    serving = [
+        task for task in _process._background if "_serve" in task.get_coro().__qualname__
+    ]
+    assert len(serving) == 1, serving
+    serving[0].cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(killer, 5)
+    assert await registry.kill_owner("x", grace_s=0.2) >= 1  # a new batch: SIGKILL after 0.2 s
+    assert (await asyncio.wait_for(command, 10)).killed is True
+    assert _all_dead([stubborn])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from agentray.engine import Engine, SystemGuard
 from agentray.journal import Journal
 from agentray.model import AnthropicModelClient, RateLimitGate, RetryNotice
@@ -17,9 +19,10 @@ def build_engine(
     gate: RateLimitGate | None = None,
     guard: SystemGuard | None = None,
     backoff_base_s: float = 0.5,
+    streaming: Literal["auto", "always", "never"] = "auto",
 ) -> Engine:
     """The one place a model client is made for an engine (``base_url`` None: the SDK's default,
-    which honours ANTHROPIC_BASE_URL)."""
+    which honours ANTHROPIC_BASE_URL; ``streaming``: see :class:`AnthropicModelClient`)."""
 
     def factory(on_retry: object) -> AnthropicModelClient:
         return AnthropicModelClient(
@@ -28,6 +31,7 @@ def build_engine(
             gate=gate,
             on_retry=on_retry,  # type: ignore[arg-type]
             backoff_base_s=backoff_base_s,
+            streaming=streaming,
         )
 
     return Engine(factory, journal=journal, guard=guard)

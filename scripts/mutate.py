@@ -55,6 +55,7 @@ ENGINE_CORE = [
     "tests/test_engine_recovery.py",
     "tests/test_engine_build.py",
     "tests/test_engine_edges.py",
+    "tests/test_honest_outcome.py",  # finish's refusals and the "not everything went to plan" report
 ]
 # Which tests can see a change in which module (the most telling first: -x stops at the first
 # failure). A module not named here gets ENGINE_CORE.
@@ -67,10 +68,16 @@ TEST_MAP: dict[str, list[str]] = {
         "tests/test_engine_lifecycle.py",
         "tests/test_engine_faults.py",
     ],
-    "engine/_context.py": ["tests/test_engine_lifecycle.py", "tests/test_crash_recovery.py"],
+    "engine/_context.py": [
+        "tests/test_engine_lifecycle.py",
+        "tests/test_crash_recovery.py",
+        "tests/test_project_instructions.py",
+    ],
+    "engine/_state.py": [*ENGINE_CORE, "tests/test_scheduler.py"],
     "engine/_ownership.py": ["tests/test_engine_edges.py", "tests/test_crash_recovery.py"],
     "engine/_processes.py": ["tests/test_engine_lifecycle.py", "tests/test_crash_recovery.py"],
     "engine/_progress.py": [
+        "tests/test_progress_coalescing.py",
         "tests/test_engine_primitives.py",
         "tests/test_engine_faults.py",
         "tests/test_sandbox.py",

@@ -263,6 +263,89 @@ async def test_worker_transcript_is_compacted_and_the_worker_completes(
     assert "compacted" in last.first_user_text
 
 
+async def test_a_compacted_worker_is_given_its_last_20_notes_and_its_calls_in_short(
+    sim_engine: SimEngineFactory, workspace: Path
+) -> None:
+    """The digest that replaces the dropped messages lists the worker's latest 20 progress
+    notes, oldest first (the ones before them are left out), and the calls it made, each one's
+    input shown whole up to 80 characters, else cut to 77 and "..."."""
+    (workspace / "big.txt").write_text(SMALL)
+    rec = Recorder()
+    notes = [tool_use("report_progress", note=f"NOTE-{i:02d} done") for i in range(1, 26)]
+    fits, over = "f" * 68, "o" * 69  # {"path": "..."}: 80 and 81 characters
+    notes += [tool_use("read_file", path=fits), tool_use("read_file", path=over)]
+
+    def reader(req: SimRequest) -> list[dict[str, object]]:
+        if "earlier messages were compacted" in req.first_user_text:
+            rec.note("compacted", req)
+            return complete("read enough")
+        if req.turn_index >= 15:
+            return complete("never compacted")
+        return [tool_use("read_file", path="big.txt")]
+
+    se = sim_engine(
+        policy(
+            orchestrator(
+                [tool_use("spawn_agent", task="W-NOTES takes notes, then reads")],
+                [tool_use("await_agents")],
+                [tool_use("finish", summary="ok", outcome="success")],
+            ),
+            worker("W-NOTES", notes, *[reader] * 20),
+        )
+    )
+    _, outcome = await se.run(context_window=4000)
+    assert outcome.status == "succeeded", outcome
+    first = rec["compacted"].messages[0]["content"]
+    digest = "\n".join(block["text"] for block in first if block["type"] == "text")
+    listed = digest.split("Your progress notes so far:\n", 1)[1].split("\nTool calls made:", 1)[0]
+    shown = re.findall(r"\[UPDATE\] (NOTE-\d\d) done", listed)
+    assert shown == [f"NOTE-{i:02d}" for i in range(6, 26)]
+    assert len(listed.splitlines()) == 20
+    calls = digest.split("\nTool calls made: ", 1)[1].split("; ")
+    assert f'read_file({{"path": "{fits}"}})' in calls
+    assert f'read_file({{"path": "{over[:67]}...)' in calls
+
+
+async def test_compaction_clips_a_long_result_it_keeps_to_its_head_and_tail(
+    sim_engine: SimEngineFactory, workspace: Path
+) -> None:
+    """A kept message too big even alone is clipped: its first and last 1,000 characters stay,
+    and a note counts the characters dropped between them."""
+    (workspace / "huge.txt").write_text(
+        "".join(f"row {i:03d} " + "y" * 80 + "\n" for i in range(90))
+    )
+    rec = Recorder()
+
+    def reader(req: SimRequest) -> list[dict[str, object]]:
+        if "earlier messages were compacted" in req.first_user_text:
+            rec.note("compacted", req)
+            return complete("read it whole")
+        if req.last_tool_results:
+            rec.note("full", req.last_tool_results[0].text)
+        if req.turn_index >= 15:
+            return complete("never compacted")
+        return [tool_use("read_file", path="huge.txt")]
+
+    se = sim_engine(
+        policy(
+            orchestrator(
+                [tool_use("spawn_agent", task="W-HUGE reads a huge file")],
+                [tool_use("await_agents")],
+                [tool_use("finish", summary="ok", outcome="success")],
+            ),
+            worker("W-HUGE", *[reader] * 20),
+        )
+    )
+    _, outcome = await se.run(context_window=4000)
+    assert outcome.status == "succeeded", outcome
+    full = rec["full"]
+    assert len(full) > 6000  # more than the budget of the kept messages: it must be clipped
+    kept = rec["compacted"].messages[-1]["content"]
+    (clipped,) = [b["content"] for b in kept if b.get("type") == "tool_result"]
+    note = f"\n…[{len(full) - 2000} characters dropped by compaction]…\n"
+    assert clipped == full[:1000] + note + full[-1000:]
+
+
 async def test_orchestrator_restarts_from_a_digest(
     sim_engine: SimEngineFactory, workspace: Path
 ) -> None:
@@ -350,3 +433,10 @@ async def test_resume_after_stop_reports_the_interrupted_call(
     call = next(c for c in second.journal.list_tool_calls(run_id) if c.name == "run_command")
     assert call.is_error and "interrupted" in str(call.result)
     assert second.journal.get_run(run_id).status == "succeeded"
+    # the result made up for the cut call is journaled too, in its place: another resume would
+    # replay a well-formed transcript
+    transcript = second.journal.load_transcript(run_id, "a002")
+    assert [m["role"] for m in transcript][:4] == ["user", "assistant", "user", "assistant"]
+    (made_up,) = transcript[2]["content"]
+    assert made_up["type"] == "tool_result" and made_up["tool_use_id"] == call.call_id
+    assert made_up["is_error"] and "interrupted" in made_up["content"]

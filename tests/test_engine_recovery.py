@@ -33,6 +33,12 @@ def _complete_with_resolution(req: SimRequest) -> list[dict[str, object]]:
     return complete(f"done using: {resolution}")
 
 
+def _complete_with_the_persons_answer(req: SimRequest) -> list[dict[str, object]]:
+    """What report_blocker returned after the person answered: their text, and the option."""
+    got = req.last_tool_results[0].json
+    return complete(f"done using: {got['resolution']} (from {got['from']}: {got['choice']})")
+
+
 # ---------------------------------------------------------------------------- dependencies
 async def test_depends_on_starts_after_the_dependency_is_done(sim_engine: SimEngineFactory) -> None:
     rec = Recorder()
@@ -244,7 +250,7 @@ async def test_blocking_again_after_resume_escalates(sim_engine: SimEngineFactor
                 "W-TWICE",
                 [tool_use("report_blocker", description="download fails")],
                 [tool_use("report_blocker", description="the mirror fails too")],
-                _complete_with_resolution,
+                _complete_with_the_persons_answer,
             ),
         )
     )
@@ -257,7 +263,8 @@ async def test_blocking_again_after_resume_escalates(sim_engine: SimEngineFactor
     outcome = await se.wait(run_id)
     assert outcome.status == "succeeded", outcome
     row = se.journal.get_agent(run_id, "a002")
-    assert row is not None and row.summary == "done using: vendor the file" and row.escalated
+    assert row is not None and row.escalated
+    assert row.summary == "done using: vendor the file (from human: Continue with my answer)"
 
 
 # ---------------------------------------------------------------------------- escalation

@@ -97,6 +97,25 @@ async def test_flush_writes_what_is_pending_and_reports_a_refused_write(workspac
     assert len(heard) == 1 and progress.writes == writes + 2
 
 
+def test_a_resume_reads_no_lines_through_a_symlink(workspace: Path, tmp_path: Path) -> None:
+    """reopen() keeps the log lines of the agent's own file; a file or a folder swapped for a
+    symlink (to anywhere) gives none: nothing from outside the workspace is read into it."""
+    fields: dict[str, Any] = {"title": "T", "parent_id": None, "role": "worker", "task": "do it"}
+    folder = workspace / "agent-responses"
+    folder.mkdir()
+    (folder / "a001.md").write_text("# T\n- 10:00:00 [UPDATE] own note\n", encoding="utf-8")
+    assert ProgressFile.reopen(workspace, "a001", **fields).lines == ["- 10:00:00 [UPDATE] own note"]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for name in ("a001.md", "a002.md"):
+        (outside / name).write_text("- 10:00:00 [UPDATE] not ours\n", encoding="utf-8")
+    (folder / "a002.md").symlink_to(outside / "a002.md")
+    assert ProgressFile.reopen(workspace, "a002", **fields).lines == []
+    folder.rename(workspace / "moved")
+    folder.symlink_to(outside)
+    assert ProgressFile.reopen(workspace, "a001", **fields).lines == []
+
+
 def test_without_an_event_loop_every_change_is_written_at_once(workspace: Path) -> None:
     progress = _file(workspace)
     progress.add("UPDATE", "first")

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from agentray.errors import ToolError
-from agentray.tools import Workspace, truncate_text
-from agentray.tools import _search
+from agentray.tools import Workspace, _search, truncate_text
 from agentray.tools import _workspace as wsmod
 from agentray.tools._search import find_rg
 

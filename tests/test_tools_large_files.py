@@ -155,7 +155,9 @@ def test_max_chars_takes_a_line_that_fits_exactly(ws: Workspace) -> None:
     (ws.root / "rows.txt").write_text("".join(f"row {i} " + "é" * i + '"\t\n' for i in range(9)))
     whole = ws.read_file("rows.txt")["content"].split("\n")
     for shown in (1, 4, 8):
-        fits = wsmod._RESULT_OVERHEAD_CHARS + len(json.dumps("\n".join(whole[:shown]), ensure_ascii=False))
+        fits = wsmod._RESULT_OVERHEAD_CHARS + len(
+            json.dumps("\n".join(whole[:shown]), ensure_ascii=False)
+        )
         exact = ws.read_file("rows.txt", max_chars=fits)
         assert exact["content"].split("\n") == whole[:shown] and exact["next_offset"] == shown
         short = ws.read_file("rows.txt", max_chars=fits - 1)

@@ -318,9 +318,7 @@ async def test_a_kill_batch_that_is_cancelled_releases_its_callers(
     while not termed.exists():  # SIGTERM landed: the batch waits out its grace period
         assert time.monotonic() < deadline, "the SIGTERM never reached the command"
         await asyncio.sleep(0.01)
-    serving = [
-        task for task in _process._background if "_serve" in task.get_coro().__qualname__
-    ]
+    serving = [t for t in _process._background if "_serve" in t.get_coro().__qualname__]
     assert len(serving) == 1, serving
     serving[0].cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -40,12 +40,15 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.F
     """Nothing touches the user's journal, settings or keyring."""
     monkeypatch.setenv("AGENTRAY_JOURNAL", str(tmp_path / "j.sqlite3"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
-    # keyring picks its backend once per process: an earlier test may have loaded the real one
+    # keyring picks its backend once per process: an earlier test may have loaded the real one.
+    # What was there is read before the variable below is set, else the first test here would
+    # make the fail backend "the previous one" and leave it to every later test (the Secret
+    # Service test among them).
     import keyring
     from keyring.backends import fail
 
     previous = keyring.get_keyring()
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
     keyring.set_keyring(fail.Keyring())
     request.addfinalizer(lambda: keyring.set_keyring(previous))
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)

@@ -204,3 +204,22 @@ async def test_pruning_forgets_old_runs_and_their_snapshots(sim_engine: SimEngin
     # git let go of the old run's commits that no other run shares
     assert points.repo.run("rev-parse", "--verify", "--quiet", f"refs/agentray/{old_run}", check=False) == b""
     assert prune_runs(se.journal, 30) == []  # nothing older left
+
+
+async def test_without_git_the_run_goes_on_and_warns_once(
+    sim_engine: SimEngineFactory, workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No git on the machine: nothing can be snapshotted; the person is told once, as a warning,
+    and the agents' file changes still happen."""
+    from agentray import events as ev
+    from agentray.engine import _snapshots
+
+    monkeypatch.setattr(_snapshots, "git_available", lambda: False)
+    se = sim_engine(_two_workers())
+    run_id, outcome = await se.run()
+    assert outcome.status == "succeeded", outcome
+    warned = [n for n in se.events.of(ev.Notice) if "git is not installed" in n.message]
+    assert len(warned) == 1 and warned[0].level == "warning"
+    assert "cannot be reviewed or undone" in warned[0].message
+    assert se.journal.list_snapshots(run_id) == []
+    assert (workspace / "a.txt").read_text() == "new file\n"

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import re
 import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -295,3 +298,70 @@ async def test_each_request_carries_the_transcript_as_it_is_now(
     # and the cache markers moved with the transcript: the last message carries one each time
     for request in sim.requests:
         assert "cache_control" in request.body["messages"][-1]["content"][-1]
+
+
+class _Proxy:
+    """An HTTP proxy on 127.0.0.1 that answers every request itself with one message, and keeps
+    each request line it was sent (absolute-form: the URL the client wanted)."""
+
+    ANSWER = json.dumps(
+        {
+            "id": "msg_proxy", "type": "message", "role": "assistant", "model": MODEL,
+            "content": [{"type": "text", "text": "via the proxy"}], "stop_reason": "end_turn",
+            "stop_sequence": None, "usage": {"input_tokens": 3, "output_tokens": 4},
+        }
+    ).encode()  # fmt: skip
+
+    def __init__(self) -> None:
+        self.request_lines: list[str] = []
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+                while len(body) < length:
+                    body += conn.recv(65536)
+                self.request_lines.append(head.split(b"\r\n")[0].decode())
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n"
+                    b"content-length: " + str(len(self.ANSWER)).encode() + b"\r\n\r\n" + self.ANSWER
+                )
+
+    def close(self) -> None:
+        self._server.close()
+
+
+async def test_a_proxy_in_the_environment_carries_the_calls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HTTPS_PROXY / HTTP_PROXY as httpx reads them: every call goes through the proxy (httpx
+    ignores the environment's proxies for a client given a transport of its own)."""
+    proxy = _Proxy()
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, proxy.url)
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    client = AnthropicModelClient(
+        api_key=KEY, base_url="http://api.agentray-test.invalid", gate=RateLimitGate(),
+        max_attempts=1,
+    )  # fmt: skip
+    try:
+        response = await client.complete(
+            ModelRequest(model=MODEL, system="s", messages=[{"role": "user", "content": "hi"}])
+        )
+    finally:
+        await client.aclose()
+        proxy.close()
+    assert response.content == [{"type": "text", "text": "via the proxy"}]
+    assert proxy.request_lines == ["POST http://api.agentray-test.invalid/v1/messages HTTP/1.1"]

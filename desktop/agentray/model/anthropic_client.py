@@ -319,8 +319,13 @@ def _keepalive_socket(addr_info: Any) -> socket.socket:
 def _http_client() -> httpx2.AsyncClient:
     """The SDK's aiohttp-backed client (``anthropic[aiohttp]``), its connections made with TCP
     keepalive. aiohttp parses HTTP in C: at 60 agents a model turn costs the engine about a
-    quarter less CPU than over httpx's own pure-Python connection pool. Proxies from the
-    environment are honoured as by the SDK's default client (httpx mounts a proxied transport)."""
+    quarter less CPU than over httpx's own pure-Python connection pool.
+
+    With a proxy in the environment it is the SDK's aiohttp client as it comes: httpx honours
+    HTTP(S)_PROXY / ALL_PROXY / NO_PROXY only for a client not given a transport of its own."""
+    proxies = urllib.request.getproxies()  # what httpx reads from the environment too
+    if any(proxies.get(scheme) for scheme in ("http", "https", "all")):
+        return anthropic.DefaultAioHttpClient()
     limits = _SDK_LIMITS
     context = httpx2.create_ssl_context()  # once: making one costs ~20 ms
 

@@ -3,10 +3,9 @@
 A change to the header (the status above all) rewrites the whole file atomically (temp file +
 ``os.replace``), so a reader never sees half a header and ``grep '^Status: done'`` is always
 right; new log lines under an unchanged header are appended to the file the engine last wrote (the
-same inode, the same size: anything else, an agent's edit included, gets a whole rewrite). Writes
-are coalesced: a change is written at
-most :data:`COALESCE_S` after it is made, at most one rewrite per :data:`COALESCE_S` for a file,
-and every change made in one go (a note and the status after it) lands in one rewrite. A terminal
+same inode, the same size: anything else, an agent's edit included, gets a whole rewrite).
+Writes are coalesced: a change is written at most :data:`COALESCE_S` after it is made, at most
+one write per :data:`COALESCE_S` for a file, and every change made in one go (a note and the status after it) lands in one write. A terminal
 status (done, failed, cancelled) is written at once; ``flush`` writes what is pending (the agent
 loop does before each model call, the run at its end), so a failure to write is seen in time.
 On ext4 a rename over an existing file also allocates and starts writing the new file's blocks:
@@ -78,10 +77,10 @@ class ProgressFile:
         # Why the last write failed (None after a success), and who hears of a new failure.
         self.write_error: str | None = None
         self.on_write_error: Callable[[ProgressFile, str], None] | None = None
-        self.writes = 0  # rewrites attempted (tests and benchmarks count them)
+        self.writes = 0  # writes attempted, appends or rewrites (tests and benchmarks count them)
         self._dirty = False  # a change not yet written
         self._due: asyncio.TimerHandle | None = None
-        self._written_at = float("-inf")  # time.monotonic() of the last rewrite
+        self._written_at = float("-inf")  # time.monotonic() of the last write
         # The file as the engine last wrote it: (device, inode, size), its header and how many
         # log lines; an append is made only to that very file.
         self._on_disk: tuple[int, int, int] | None = None
@@ -115,11 +114,11 @@ class ProgressFile:
 
     @property
     def pending(self) -> bool:
-        """A change is waiting for its coalesced rewrite."""
+        """A change is waiting for its coalesced write."""
         return self._dirty
 
     def write(self) -> bool:
-        """Rewrite the file now (what was pending goes with it); False (and ``write_error`` set)
+        """Write the file now (what was pending goes with it); False (and ``write_error`` set)
         when the workspace refused it.
 
         A progress file the engine cannot write (a full disk, a folder swapped for a symlink)
@@ -156,7 +155,7 @@ class ProgressFile:
             self.write()
             return
         if self._due is not None:
-            return  # a rewrite is already due: it takes this change along
+            return  # a write is already due: it takes this change along
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no event loop (a command, a script): nothing to coalesce with

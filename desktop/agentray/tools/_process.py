@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import logging
 import math
 import os
 import signal
@@ -35,6 +36,8 @@ from agentray.tools._env import command_env
 from agentray.tools._truncate import split_limit, truncation_note
 
 __all__ = ["MAX_TIMEOUT_S", "CommandResult", "ProcessRegistry", "run_command"]
+
+log = logging.getLogger(__name__)
 
 MAX_TIMEOUT_S = 3600.0
 _POLL_S = 0.02
@@ -387,7 +390,8 @@ async def _kill_when_spawned(
     """The caller was cancelled while the child was being started: wait for it, kill its tree."""
     try:
         transport, protocol = await spawn
-    except Exception:
+    except Exception as error:  # it never started: nothing to kill, and nobody left to tell
+        log.debug("a cancelled command failed to start: %s", error)
         return
     pid = transport.get_pid()
     registry.track(pid, owner)

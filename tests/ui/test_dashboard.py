@@ -7,6 +7,7 @@ import asyncio
 import gc
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -15,6 +16,7 @@ from PySide6.QtWidgets import QStyle, QTreeWidgetItem
 
 from agentray import events as ev
 from agentray.demo import DemoSession
+from agentray.states import Role
 from agentray.ui.controller import AppController
 from agentray.ui.dashboard import (
     COL_AGENTS,
@@ -54,14 +56,14 @@ def test_live_run_tree_progress_and_stop(
 
     # The demo spawns three workers under the orchestrator (C only after A is done).
     qloop.wait_until(lambda: len(dash._agent_items) >= 4, timeout=30)
-    run = controller.engine().runs[run_id]
-    orchestrator = run.orchestrator()
-    assert orchestrator is not None
+    view = controller.engine().run_view(run_id)  # the engine's frozen view, as the UI reads it
+    assert view is not None
+    orchestrator = next(a for a in view.agents if a.role == Role.ORCHESTRATOR)
     top = dash.agents.topLevelItem(0)
     assert top is not None and orchestrator.agent_id in top.text(0)
     assert dash.agents.topLevelItemCount() == 1
     assert top.childCount() >= 3
-    workers = [a for a in run.agents.values() if a.parent_id == orchestrator.agent_id]
+    workers = [a for a in view.agents if a.parent_id == orchestrator.agent_id]
     child_ids = {
         top.child(i).text(0).rsplit("(", 1)[1].rstrip(")") for i in range(top.childCount())
     }
@@ -73,11 +75,12 @@ def test_live_run_tree_progress_and_stop(
     dash.agents.setCurrentItem(_item_for(dash, worker.agent_id))
     assert dash.selected_agent == worker.agent_id
     qloop.wait_until(lambda: "Status:" in dash.progress_text())
-    on_disk = worker.progress.path.read_text(encoding="utf-8")
+    progress_path = Path(view.workspace) / worker.progress_file
+    on_disk = progress_path.read_text(encoding="utf-8")
     assert dash.progress_text().splitlines()[0] == on_disk.splitlines()[0] == f"# {worker.title}"
     assert worker.title in dash.progress.toPlainText()
     qloop.wait_until(
-        lambda: dash.progress_text() == worker.progress.path.read_text(encoding="utf-8")
+        lambda: dash.progress_text() == progress_path.read_text(encoding="utf-8")
     )
 
     # Events of the run are listed; the machine load line is there.

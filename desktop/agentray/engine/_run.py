@@ -123,9 +123,6 @@ class Run:
     def publish(self, event: ev.Event) -> None:
         self._publish(event)
 
-    def orchestrator(self) -> AgentState | None:
-        return next((a for a in self.agents.values() if a.is_orchestrator), None)
-
     def spawned_count(self) -> int:
         return sum(1 for a in self.agents.values() if not a.is_orchestrator)
 

@@ -199,10 +199,14 @@ def test_dashboard_follows_a_live_run_then_reads_it_back_from_the_journal(
         )
 
     qloop.wait_until(live_workers_running, timeout=30)
-    engine_run = controller.engine().runs[run_id]
+    def engine_agents() -> list[str]:  # from the engine's frozen view, as the UI reads it
+        run_view = controller.engine().run_view(run_id)
+        assert run_view is not None
+        return sorted(a.agent_id for a in run_view.agents)
+
     # every agent the engine has is on the timeline, in spawn order (within a repaint)
     qloop.wait_until(
-        lambda: [a.agent_id for a in view.timeline().agents] == sorted(engine_run.agents)  # type: ignore[union-attr]
+        lambda: [a.agent_id for a in view.timeline().agents] == engine_agents()  # type: ignore[union-attr]
     )
     assert view.timeline().live  # type: ignore[union-attr]
 

@@ -60,13 +60,14 @@ ENGINE_CORE = [
 # Which tests can see a change in which module (the most telling first: -x stops at the first
 # failure). A module not named here gets ENGINE_CORE.
 TEST_MAP: dict[str, list[str]] = {
-    "engine/_guard.py": ["tests/test_engine_guard.py"],
+    "engine/_guard.py": ["tests/test_engine_guard.py", "tests/test_guard_env.py"],
     "engine/_engine.py": [*ENGINE_CORE, "tests/test_engine_lifecycle.py"],
     "engine/_run.py": [*ENGINE_CORE, "tests/test_engine_lifecycle.py"],
     "engine/_agent_loop.py": [
         *ENGINE_CORE,
         "tests/test_engine_lifecycle.py",
         "tests/test_engine_faults.py",
+        "tests/test_crash_recovery.py",  # resuming after kill -9 (the finish replayed or not)
     ],
     "engine/_context.py": [
         "tests/test_engine_lifecycle.py",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from agent_scripts import (
     ORCH,
     Recorder,
@@ -17,6 +19,9 @@ from agent_scripts import (
     worker,
 )
 from agentray import events as ev
+from agentray.engine._toolkit import validate_input
+from agentray.engine._tools import WORKER_TOOLS
+from agentray.errors import ToolError
 from agentray.escalation import Answer, OptionId
 from agentray.simulator import Reply, Rule, ScriptedPolicy, SimRequest, tool_use
 from conftest import SimEngineFactory
@@ -256,6 +261,7 @@ async def test_bad_tool_input_becomes_is_error_and_the_agent_carries_on(
                             tool_use("spawn_agent", title="no task"),
                             tool_use("spawn_agent", task="W-OK fine", colour="red"),
                             tool_use("await_agents", mode="sometimes"),
+                            tool_use("write_file", path="x.txt", content="y"),
                         ],
                         recording(
                             rec, "orch", lambda req: [tool_use("spawn_agent", task="W-OK fine")]
@@ -286,6 +292,9 @@ async def test_bad_tool_input_becomes_is_error_and_the_agent_carries_on(
     assert "missing required input task" in errors[2]
     assert "unknown input colour" in errors[3]
     assert "mode must be one of all, any" in errors[4]
+    assert errors[5] == (
+        "write_file is a worker tool; the orchestrator delegates work with spawn_agent"
+    )
     worker_errors = rec["worker"].last_tool_results
     assert all(r.is_error for r in worker_errors)
     assert "path must be a string" in worker_errors[0].json["error"]
@@ -293,4 +302,12 @@ async def test_bad_tool_input_becomes_is_error_and_the_agent_carries_on(
     rows = {a.agent_id: a for a in se.journal.list_agents(run_id)}
     assert list(rows) == ["a001", "a002"] and rows["a002"].summary == "recovered"
     failed_calls = [c for c in se.journal.list_tool_calls(run_id) if c.is_error]
-    assert len(failed_calls) == 7
+    assert len(failed_calls) == 8
+
+
+@pytest.mark.parametrize("raw", [["a", "list"], "text", 5, None])
+def test_a_tool_input_that_is_not_an_object_is_refused(raw: object) -> None:
+    """The API always sends an object; anything else (a replayed or hand-made call) is refused
+    with what is wrong, never taken apart as if it were one."""
+    with pytest.raises(ToolError, match=r"^complete: input must be a JSON object$"):
+        validate_input(WORKER_TOOLS["complete"], raw)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from agent_scripts import (
     ORCH,
@@ -23,9 +24,11 @@ from agent_scripts import (
     worker,
 )
 from agentray import events as ev
+from agentray.errors import BadInputError
 from agentray.journal import Journal
 from agentray.simulator import Rule, ScriptedPolicy, SimRequest, tool_use
 from conftest import SimEngine, SimEngineFactory
+from edge_helpers import answer, until
 
 # top shell -> inner shell -> two sleeps (one in the background)
 TREE = "echo $$ > {p}top.pid; sh -c 'echo $$ > {p}inner.pid; sleep 30 & echo $! > {p}bg.pid; sleep 30; wait'"
@@ -346,6 +349,39 @@ async def test_compaction_clips_a_long_result_it_keeps_to_its_head_and_tail(
     assert clipped == full[:1000] + note + full[-1000:]
 
 
+async def test_compaction_keeps_a_short_transcript_that_fits_whole(
+    sim_engine: SimEngineFactory, workspace: Path
+) -> None:
+    """The prompt nears the window (the system prompt and tools are most of it) while the
+    transcript itself fits the budget of kept messages: nothing of it is dropped, the first
+    tool call and its result included."""
+    (workspace / "mid.txt").write_text(
+        "".join(f"row {i:03d} " + "z" * 60 + "\n" for i in range(60))
+    )
+    rec = Recorder()
+    se = sim_engine(
+        policy(
+            orchestrator(
+                [tool_use("spawn_agent", task="W-SHORT reads once")],
+                [tool_use("await_agents")],
+                [tool_use("finish", summary="ok", outcome="success")],
+            ),
+            worker(
+                "W-SHORT",
+                [tool_use("read_file", path="mid.txt")],
+                [tool_use("report_progress", note="read it")],
+                recording(rec, "after", lambda req: complete("done")),
+            ),
+        )
+    )
+    _, outcome = await se.run(context_window=4000)
+    assert outcome.status == "succeeded", outcome
+    after = rec["after"]
+    assert [m["role"] for m in after.messages] == ["user", "assistant", "user", "assistant", "user"]
+    (read,) = after.tool_results_named("read_file")
+    assert "row 000" in read.text and "row 059" in read.text
+
+
 async def test_orchestrator_restarts_from_a_digest(
     sim_engine: SimEngineFactory, workspace: Path
 ) -> None:
@@ -378,6 +414,60 @@ async def test_orchestrator_restarts_from_a_digest(
 
 
 # ---------------------------------------------------------------------------- resume
+async def test_resume_changes_only_the_sandbox_settings_it_is_given(
+    sim_engine: SimEngineFactory,
+) -> None:
+    """resume_run(allow_network=True) turns the network on from here on (journaled) and leaves
+    the sandbox as it was; a resume given nothing changes nothing. The last resume, with a
+    worker that ended before it (never restarted), runs to a normal end."""
+    se = sim_engine(
+        policy(
+            orchestrator(
+                [tool_use("spawn_agent", task="W-EARLY done before the stop")],
+                [tool_use("await_agents")],
+                [tool_use("escalate", question="Go on?", options=["Yes", "No"])],
+                [tool_use("finish", summary="done", outcome="success")],
+            ),
+            worker("W-EARLY", complete("early")),
+        )
+    )
+
+    async def stopped() -> dict[str, object]:
+        await until(lambda: bool(se.engine.pending_escalations()), "the question asked")
+        assert se.engine.stop_run(run_id)
+        assert (await se.wait(run_id)).status == "cancelled"
+        row = se.journal.get_run(run_id)
+        assert row is not None
+        return row.config
+
+    run_id = await se.start()
+    before = await stopped()
+    assert (before["sandbox"], before["allow_network"]) == (True, False)
+    assert await se.engine.resume_run(run_id, allow_network=True) == run_id
+    after = await stopped()
+    assert after == {**before, "allow_network": True}
+    assert await se.engine.resume_run(run_id) == run_id
+    await until(lambda: bool(se.engine.pending_escalations()), "the question asked again")
+    assert se.journal.get_run(run_id).config == after
+    assert answer(se, se.events.of(ev.EscalationRaised)[-1], "Yes")
+    outcome = await se.wait(run_id)
+    assert (outcome.status, outcome.summary) == ("succeeded", "done"), outcome
+    assert [e.resumed for e in se.events.of(ev.RunStarted)] == [False, True, True]
+    assert se.events.statuses("a002") == ["running", "done"]  # never restarted
+
+
+async def test_a_succeeded_run_is_not_resumed(sim_engine: SimEngineFactory) -> None:
+    se = sim_engine(policy(orchestrator([tool_use("finish", summary="done", outcome="success")])))
+    run_id, outcome = await se.run()
+    assert outcome.status == "succeeded", outcome
+    with pytest.raises(BadInputError, match=rf"run {run_id} already succeeded; nothing to resume"):
+        await se.engine.resume_run(run_id)
+    assert len(se.events.of(ev.RunStarted)) == 1
+    assert len(se.requests_of("GOAL")) == 1  # no model call after the refusal
+    row = se.journal.get_run(run_id)
+    assert row is not None and row.status == "succeeded"
+
+
 async def test_resume_after_stop_reports_the_interrupted_call(
     sim_engine: SimEngineFactory, workspace: Path
 ) -> None:

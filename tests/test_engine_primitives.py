@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from agent_scripts import (
     Recorder,
@@ -219,6 +220,57 @@ async def test_check_agents_returns_tails_without_waiting(sim_engine: SimEngineF
     check_call = next(e for e in se.events.of(ev.ToolCallFinished) if e.tool == "check_agents")
     assert check_call.duration_s < 0.2
     assert rec.times["checked"] < se.events.status_event("a002", "done").ts
+
+
+async def test_check_agents_takes_0_to_200_progress_lines(sim_engine: SimEngineFactory) -> None:
+    rec = Recorder()
+
+    def check(key: str, tail_lines: int) -> Any:
+        return recording(rec, key, lambda req: [tool_use("check_agents", tail_lines=tail_lines)])
+
+    se = sim_engine(
+        policy(
+            orchestrator(
+                [tool_use("spawn_agent", task="W-NOTES takes notes"), tool_use("await_agents")],
+                [tool_use("check_agents", tail_lines=201)],
+                check("201", 200),
+                check("200", 0),
+                check("0", -1),
+                recording(rec, "-1", lambda req: [tool_use("finish", summary="ok", outcome="success")]),
+            ),
+            worker("W-NOTES", [tool_use("report_progress", note="a note")], complete("noted")),
+        )
+    )
+    _, outcome = await se.run()
+    assert outcome.status == "succeeded", outcome
+    for over, message in (("201", "tail_lines must be <= 200"), ("-1", "tail_lines must be >= 0")):
+        refused = result_of(rec[over], "check_agents")
+        assert refused.is_error and message in refused.json["error"]
+    (most,) = result_of(rec["200"], "check_agents").json["agents"]
+    assert [line.split("] ", 1)[1] for line in most["progress_tail"]] == ["a note", "noted"]
+    (none,) = result_of(rec["0"], "check_agents").json["agents"]
+    assert none["agent_id"] == "a002" and none["progress_tail"] == []
+
+
+async def test_a_full_sleep_reports_the_time_slept_in_milliseconds(
+    sim_engine: SimEngineFactory,
+) -> None:
+    """Nothing happens, so the sleep lasts the time asked; slept_s says so to the millisecond
+    (never less than what was asked), and woke_early is false."""
+    rec = Recorder()
+    se = sim_engine(
+        policy(
+            orchestrator(
+                [tool_use("sleep", seconds=0.123)],
+                recording(rec, "slept", lambda req: [tool_use("finish", summary="ok", outcome="success")]),
+            )
+        )
+    )
+    _, outcome = await se.run()
+    assert outcome.status == "succeeded", outcome
+    slept = result_of(rec["slept"], "sleep").json
+    assert slept["woke_early"] is False
+    assert slept["slept_s"] >= 0.123 and slept["slept_s"] == round(slept["slept_s"], 3)
 
 
 async def test_sleep_wakes_early_and_reports_changes(sim_engine: SimEngineFactory) -> None:

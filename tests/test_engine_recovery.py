@@ -236,6 +236,34 @@ async def test_failed_mitigator_escalates_and_the_answer_reaches_the_blocker(
     )
 
 
+async def test_a_blockers_status_shows_its_first_200_characters(
+    sim_engine: SimEngineFactory,
+) -> None:
+    """The status reason (what the tray shows) is the description's first 200 characters; the
+    blocker itself is kept whole."""
+    description = "".join(f"{i % 10}" for i in range(250))
+    se = sim_engine(
+        policy(
+            orchestrator(
+                [tool_use("spawn_agent", task="W-WORDY blocks at length")],
+                [tool_use("await_agents")],  # returns on the blocker
+                [tool_use("cancel_agent", agent_id="a002", reason="no longer needed")],
+                _finish(),
+            ),
+            worker("W-WORDY", [tool_use("report_blocker", description=description)]),
+        )
+    )
+    run_id = await se.start()
+    blocked = await se.events.wait_for(
+        ev.AgentStatusChanged, lambda e: e.agent_id == "a002" and e.status == "blocked"
+    )
+    assert blocked.reason == description[:200]
+    outcome = await se.wait(run_id)
+    assert outcome.status == "succeeded", outcome
+    row = se.journal.get_agent(run_id, "a002")
+    assert row is not None and row.blocker == description
+
+
 async def test_blocking_again_after_resume_escalates(sim_engine: SimEngineFactory) -> None:
     se = sim_engine(
         policy(

@@ -44,6 +44,8 @@ async def test_views_are_frozen_copies_of_the_live_run(sim_engine: SimEngineFact
 
     gate.open()
     assert answer(se, raised, "Yes")
+    # answered is no longer pending, at once (before the asking agent has even woken up)
+    assert se.engine.pending_escalations() == [] and se.engine.view().escalations == ()
     outcome = await se.wait(run_id)
     assert outcome.status == "succeeded", outcome
     ended = se.engine.run_view(run_id)

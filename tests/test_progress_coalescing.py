@@ -97,6 +97,37 @@ async def test_flush_writes_what_is_pending_and_reports_a_refused_write(workspac
     assert len(heard) == 1 and progress.writes == writes + 2
 
 
+async def test_a_rewrite_on_demand_replaces_the_one_that_was_due(workspace: Path) -> None:
+    """README: rewritten at most every 100 ms. A rewrite made on demand (before a model call)
+    takes the pending notes along and replaces the timed rewrite that was due: the next note
+    waits a whole COALESCE_S from it, not the rest of the old timer's wait."""
+    loop = asyncio.get_running_loop()
+    progress = _file(workspace)
+    progress.write()
+    progress.add("UPDATE", "one")  # a rewrite is due COALESCE_S from the write above
+    # part of that wait passes (the scenario, not a synchronisation: nothing is waited for)
+    await asyncio.sleep(COALESCE_S * 0.6)
+    assert progress.write() and _lines(progress.path)[-1].endswith("one")
+    on_demand = loop.time()
+    progress.add("UPDATE", "two")
+    deadline = on_demand + 10
+    while not _lines(progress.path)[-1].endswith("two"):
+        assert loop.time() < deadline, "the note was never written"
+        await asyncio.sleep(0.002)
+    assert loop.time() - on_demand >= COALESCE_S * 0.95
+    assert progress.writes == 3
+
+
+def test_the_header_shows_the_tasks_first_line_up_to_300_characters(workspace: Path) -> None:
+    long_line = "".join(f"{i % 10}" for i in range(400))
+    progress = _file(workspace, task=f"\n  \n{long_line}\nsecond line")
+    fits = _file(workspace, agent_id="a002", task="x" * 300)
+    for each in (progress, fits):
+        each.write()
+    assert f"Task: {long_line[:300]}\n" in progress.path.read_text(encoding="utf-8")
+    assert f"Task: {'x' * 300}\n" in fits.path.read_text(encoding="utf-8")
+
+
 def test_a_resume_reads_no_lines_through_a_symlink(workspace: Path, tmp_path: Path) -> None:
     """reopen() keeps the log lines of the agent's own file; a file or a folder swapped for a
     symlink (to anywhere) gives none: nothing from outside the workspace is read into it."""

@@ -17,6 +17,7 @@ import pytest
 
 from agent_scripts import (
     Recorder,
+    blocks,
     complete,
     orchestrator,
     policy,
@@ -397,6 +398,38 @@ async def test_a_mitigator_that_fails_twice_escalates_its_blocker_once(
     assert len(escalations_of(se, "a002")) == 1
 
 
+async def test_cancelling_an_agent_mid_model_call_frees_its_slot_at_once(
+    sim_engine: SimEngineFactory,
+) -> None:
+    """The one slot is held by a worker waiting on its model call; cancelling that worker ends
+    its call there and then, so the next worker gets the slot without waiting for the reply."""
+    held, go_on = Gate(), Gate()
+    se = sim_engine(
+        policy(
+            orchestrator(
+                [tool_use("spawn_agent", task="W-HELD thinks for long")],
+                go_on.hold([tool_use("cancel_agent", agent_id="a002", reason="not needed")]),
+                [tool_use("spawn_agent", task="W-NEXT needs the slot")],
+                [tool_use("await_agents", agent_ids=["a003"])],
+                finish(),
+            ),
+            worker("W-HELD", held.hold(complete("too late"))),
+            worker("W-NEXT", complete("next done")),
+        )
+    )
+    run_id = await se.start(max_concurrent=1)
+    await until(lambda: len(se.requests_of("W-HELD")) == 1, "a002's model call")
+    go_on.open()
+    try:
+        outcome = await se.wait(run_id)
+    finally:
+        held.open()  # the reply nobody waits for any more
+    assert outcome.status == "succeeded", outcome
+    assert se.journal.get_agent(run_id, "a002").status == "cancelled"
+    assert se.journal.get_agent(run_id, "a003").summary == "next done"
+    assert se.events.statuses("a002")[-1] == "cancelled"
+
+
 # ---------------------------------------------------------------------------- budget
 BIG_SUMMARY = "x" * 24_000  # about 6,000 output tokens: $0.09 at the simulator's prices
 
@@ -443,6 +476,37 @@ async def test_the_budget_counts_every_agent_and_refuses_spawns_at_it(
     outcome = await se.wait(run_id)
     assert outcome.status == "failed" and "budget" in outcome.summary
     assert "after" not in rec  # no model call past the budget
+
+
+async def test_agents_that_reach_the_budget_together_ask_once(
+    sim_engine: SimEngineFactory,
+) -> None:
+    """Two workers cross the budget in the same moment: one asks the person, the other waits
+    for that answer (not a second question) and goes on under the raised budget."""
+    gate = Gate()
+    costly = blocks(text(BIG_SUMMARY), tool_use("report_progress", note="spent a lot"))
+    se = sim_engine(
+        policy(
+            orchestrator(
+                [tool_use("spawn_agent", task=f"W-PAIR number {i}") for i in range(2)],
+                [tool_use("await_agents")],
+                finish(),
+            ),
+            worker("W-PAIR", gate.hold(costly), complete("paired")),
+        )
+    )
+    run_id = await se.start(budget_usd=0.05)
+    await until(lambda: len(se.requests_of("W-PAIR")) == 2, "both workers' first calls")
+    gate.open()
+    raised = await se.events.wait_for(ev.EscalationRaised, timeout=20)
+    assert raised.kind == "budget" and raised.agent_id in ("a002", "a003")
+    # both turns are done: the other worker now waits at the budget for the same answer
+    await until(tool_started(se, "report_progress", 2), "both workers' notes")
+    assert answer(se, raised, "Raise the budget", "5")
+    outcome = await se.wait(run_id, timeout=20)
+    assert outcome.status == "succeeded", outcome
+    assert [e.kind for e in se.events.of(ev.EscalationRaised)] == ["budget"]
+    assert [se.journal.get_agent(run_id, a).summary for a in ("a002", "a003")] == ["paired"] * 2
 
 
 # ---------------------------------------------------------------------------- caps

@@ -38,6 +38,24 @@ async def test_longest_chain_first_then_arrival_order() -> None:
     assert slots.holders == {"a"}
 
 
+async def test_an_agent_under_way_comes_before_one_that_asked_first() -> None:
+    """Same chain length: the agent that already had a slot (its next turn) before a new one,
+    even one that asked earlier; among new ones, the first to ask."""
+    slots = Slots(1)
+    order: list[str] = []
+    await slots.acquire("again")  # under way: had a slot, gives it back between turns
+    slots.release("again")
+    await slots.acquire("holder")
+    tasks = await _queue(slots, ["new", "other"], order)
+    tasks += await _queue(slots, ["again"], order)
+    assert slots.waiting == ["new", "other", "again"]
+    for expected in (["again"], ["again", "new"], ["again", "new", "other"]):
+        slots.release(order[-1] if order else "holder")
+        await asyncio.sleep(0)
+        assert order == expected
+    await asyncio.gather(*tasks)
+
+
 async def test_priority_is_read_when_the_slot_frees_not_when_asked() -> None:
     chain = {"a": 0, "b": 0}
     slots = Slots(1, priority=lambda agent_id: chain.get(agent_id, 0))

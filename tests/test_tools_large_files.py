@@ -102,6 +102,10 @@ def test_long_lines_are_clipped_with_their_size(ws: Workspace) -> None:
     wide = ws.read_file("wide.txt")
     assert wide["content"].startswith("    1\t" + "é" * 2000 + " …[line clipped; 10000 bytes")
     assert "not valid UTF-8" not in wide["note"]
+    # the widest UTF-8 characters (4 bytes): still 2000 of them shown
+    (ws.root / "emoji.txt").write_text("\U0001f600" * 2500 + "\n", encoding="utf-8")
+    emoji = ws.read_file("emoji.txt")["content"]
+    assert emoji == "    1\t" + "\U0001f600" * 2000 + " …[line clipped; 10000 bytes in all]"
 
 
 def test_a_line_over_the_scan_limit_ends_the_read(ws: Workspace) -> None:
@@ -136,6 +140,19 @@ def test_small_edges(ws: Workspace) -> None:
     latin = ws.read_file("latin.txt")
     assert latin["content"] == "    1\tcaf\ufffd\n    2\tplain"
     assert "not valid UTF-8" in latin["note"]
+
+
+def test_edit_file_takes_files_up_to_max_edit_bytes(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(wsmod, "MAX_EDIT_BYTES", 100)
+    (ws.root / "at.txt").write_text("a" * 99 + "\n")
+    (ws.root / "over.txt").write_text("a" * 100 + "\n")
+    assert ws.edit_file("at.txt", "a\n", "b\n")["replacements"] == 1
+    assert (ws.root / "at.txt").read_text() == "a" * 98 + "b\n"
+    with pytest.raises(ToolError, match=r"over\.txt is too large to edit \(101 bytes\); use write_file"):
+        ws.edit_file("over.txt", "a\n", "b\n")
+    assert (ws.root / "over.txt").read_text() == "a" * 100 + "\n"
 
 
 def test_max_chars_stops_at_a_whole_line(ws: Workspace) -> None:

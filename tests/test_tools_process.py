@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from agentray.errors import ToolError
+from agentray.sandbox import Sandbox, detect_sandbox
 from agentray.tools import CommandResult, ProcessRegistry, run_command
 
 PY = shlex.quote(sys.executable)
@@ -273,6 +274,9 @@ async def test_argument_validation(tmp_path: Path, registry: ProcessRegistry) ->
         await run("  ")
     # Huge timeouts are clamped, not refused.
     assert (await run("true", timeout_s=1e9)).exit_code == 0
+    # the smallest output cap is one character
+    tiny = await run("echo hello", max_output=1)
+    assert tiny.exit_code == 0 and "[truncated 5 characters of 6;" in tiny.output
     assert registry.pids() == []
 
 
@@ -326,3 +330,42 @@ async def test_a_kill_batch_that_is_cancelled_releases_its_callers(
     assert await registry.kill_owner("x", grace_s=0.2) >= 1  # a new batch: SIGKILL after 0.2 s
     assert (await asyncio.wait_for(command, 10)).killed is True
     assert _all_dead([stubborn])
+
+
+@pytest.mark.parametrize("confined", [False, True], ids=["unconfined", "bubblewrap"])
+async def test_a_command_that_leaves_nothing_behind_shows_only_its_output(
+    tmp_path: Path, registry: ProcessRegistry, confined: bool
+) -> None:
+    """No background process was stopped, so nothing is added to the output (in bubblewrap too,
+    where the sandbox's end takes any leftovers with it)."""
+    sandbox = Sandbox.unconfined()
+    if confined:
+        status = detect_sandbox()
+        assert status.available, status.problem  # the suite runs where bubblewrap works
+        sandbox = Sandbox.for_workspace(status, tmp_path)
+        assert sandbox.own_pid_namespace
+    result = await run_command(
+        "echo plain", cwd=tmp_path, registry=registry, owner="a", sandbox=sandbox
+    )
+    assert (result.exit_code, result.output, result.killed) == (0, "plain\n", False)
+
+
+async def test_a_kill_that_fails_raises_in_every_caller_at_once(
+    registry: ProcessRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading the process table fails: every caller of that batch gets the error, none waits."""
+    from agentray.tools import _process
+
+    async def unreadable(roots: Any, grace_s: float) -> dict[int, int]:
+        raise RuntimeError("the process table could not be read")
+
+    monkeypatch.setattr(_process, "_kill_trees", unreadable)
+    sleeper = await asyncio.create_subprocess_exec("sleep", "30", start_new_session=True)
+    try:
+        registry.track(sleeper.pid, "x")
+        callers = [registry.kill_owner("x"), registry.kill_all(), registry.kill_tree(sleeper.pid)]
+        results = await asyncio.wait_for(asyncio.gather(*callers, return_exceptions=True), 5)
+        assert [str(r) for r in results] == ["the process table could not be read"] * 3
+    finally:
+        sleeper.kill()
+        await sleeper.wait()

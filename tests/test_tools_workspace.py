@@ -218,6 +218,9 @@ def test_write_is_atomic_replace_and_keeps_mode(layout: tuple[Workspace, Path]) 
     assert target.read_text() == "#!/bin/sh\necho new\n"
     assert (ws.root / "hardlink").read_text() == "old\n"
     assert stat.S_IMODE(target.stat().st_mode) == 0o755
+    # a new file gets the usual rw-r--r--, not the private mode of the temporary file behind it
+    assert ws.write_file("new.txt", "fresh\n")["created"] is True
+    assert stat.S_IMODE((ws.root / "new.txt").stat().st_mode) == 0o644
 
 
 def test_edit_uniqueness_and_replace_all(layout: tuple[Workspace, Path]) -> None:

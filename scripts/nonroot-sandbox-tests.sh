@@ -19,7 +19,7 @@ chown -R "$USER_NAME:" "$SRC"
 if [ ! -x "$VENV/bin/python" ]; then
   as_user /usr/bin/python3 -m venv "$VENV"
 fi
-DEPS=(anthropic psutil keyring platformdirs rich pathspec pytest pytest-asyncio pytest-timeout)
+DEPS=("anthropic[aiohttp]>=2.14,<3" psutil keyring platformdirs rich pathspec pytest pytest-asyncio pytest-timeout)
 as_user "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${DEPS[@]}"
 as_user "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --force-reinstall "$SRC"
 

@@ -1,7 +1,7 @@
 """Engine benchmarks against the offline simulator (run in its own process, so it does not share
 the engine's GIL). Prints a table; figures are medians of several repeats.
 
-    python scripts/bench.py            # the full set (about a minute)
+    python scripts/bench.py            # the full set (about 11 minutes on 2 cores)
     python scripts/bench.py --quick    # fewer repeats
 
 1. overhead per agent turn: one agent making K cheap turns. Reported as the turn time minus the

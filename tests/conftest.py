@@ -42,12 +42,15 @@ def _private_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 # tests (its own tests set their thresholds explicitly; memory pressure still counts).
 os.environ.setdefault("AGENTRAY_GUARD_MAX_CPU", "101")
 
+
 def cli_env(tmp_path: Path, api_key: str) -> dict[str, str]:
     """The environment for an `agentray` subprocess: this one without Anthropic variables, a
     private journal, ``api_key`` as the key, unbuffered output."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
     environment.update(
-        AGENTRAY_JOURNAL=str(tmp_path / "journal.sqlite3"), ANTHROPIC_API_KEY=api_key, PYTHONUNBUFFERED="1"
+        AGENTRAY_JOURNAL=str(tmp_path / "journal.sqlite3"),
+        ANTHROPIC_API_KEY=api_key,
+        PYTHONUNBUFFERED="1",
     )
     return environment
 
@@ -91,6 +94,16 @@ class EventRecorder:
                     return event
             await asyncio.sleep(0.01)
         raise AssertionError(f"no {kind.__name__} event matching within {timeout} s")
+
+    async def wait_status(
+        self, agent_id: str, status: str, timeout: float = 5.0
+    ) -> ev.AgentStatusChanged:
+        """The event of ``agent_id`` entering ``status`` (waits for it)."""
+        return await self.wait_for(
+            ev.AgentStatusChanged,
+            lambda e: e.agent_id == agent_id and e.status == status,
+            timeout=timeout,
+        )
 
 
 @dataclass

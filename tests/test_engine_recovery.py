@@ -254,9 +254,7 @@ async def test_a_blockers_status_shows_its_first_200_characters(
         )
     )
     run_id = await se.start()
-    blocked = await se.events.wait_for(
-        ev.AgentStatusChanged, lambda e: e.agent_id == "a002" and e.status == "blocked"
-    )
+    blocked = await se.events.wait_status("a002", "blocked")
     assert blocked.reason == description[:200]
     outcome = await se.wait(run_id)
     assert outcome.status == "succeeded", outcome
@@ -287,7 +285,9 @@ async def test_blocking_again_after_resume_escalates(sim_engine: SimEngineFactor
     assert raised.kind == "blocker" and raised.agent_id == "a002"
     assert "the mirror fails too" in raised.question
     assert raised.options[0] == "Continue with my answer"
-    assert se.engine.answer_escalation(raised.escalation_id, Answer(OptionId.CONTINUE, "vendor the file"))
+    assert se.engine.answer_escalation(
+        raised.escalation_id, Answer(OptionId.CONTINUE, "vendor the file")
+    )
     outcome = await se.wait(run_id)
     assert outcome.status == "succeeded", outcome
     row = se.journal.get_agent(run_id, "a002")
@@ -328,12 +328,12 @@ async def test_escalation_round_trip_while_others_work(sim_engine: SimEngineFact
     assert pending.escalation_id == raised.escalation_id and pending.answered_at is None
     assert pending.escalation().labels == ("Postgres", "SQLite")
     # the worker finishes while the question waits
-    await se.events.wait_for(
-        ev.AgentStatusChanged, lambda e: e.agent_id == "a002" and e.status == "done"
-    )
+    await se.events.wait_status("a002", "done")
     assert se.journal.pending_escalations(run_id) != []
     sqlite = next(o for o in raised.choices if o.label == "SQLite")
-    assert se.engine.answer_escalation(raised.escalation_id, Answer(sqlite.option_id, "SQLite, keep it simple"))
+    assert se.engine.answer_escalation(
+        raised.escalation_id, Answer(sqlite.option_id, "SQLite, keep it simple")
+    )
     outcome = await se.wait(run_id)
     assert outcome.status == "succeeded", outcome
     reply = result_of(rec["answered"], "escalate")

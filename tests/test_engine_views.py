@@ -27,9 +27,7 @@ async def test_views_are_frozen_copies_of_the_live_run(sim_engine: SimEngineFact
     )
     run_id = await se.start()
     raised = await se.events.wait_for(ev.EscalationRaised)
-    await se.events.wait_for(
-        ev.AgentStatusChanged, lambda e: e.agent_id == "a002" and e.status == "running"
-    )
+    await se.events.wait_status("a002", "running")
     live = se.engine.run_view(run_id)
     assert live is not None and live.live and live.status == "running" and live.summary == ""
     assert [(a.agent_id, a.status, a.active) for a in live.agents] == [

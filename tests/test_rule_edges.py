@@ -252,9 +252,7 @@ async def test_a_question_to_the_person_holds_no_slot(sim_engine: SimEngineFacto
     raised = await se.events.wait_for(ev.EscalationRaised)
     assert raised.agent_id == "a001"
     # with one slot, the worker can only run if the orchestrator, waiting for the person, holds none
-    await se.events.wait_for(
-        ev.AgentStatusChanged, lambda e: e.agent_id == "a002" and e.status == "done", timeout=10
-    )
+    await se.events.wait_status("a002", "done", timeout=10)
     assert [e.escalation_id for e in se.engine.pending_escalations()] == [raised.escalation_id]
     assert answer(se, raised, "Yes")
     outcome = await se.wait(run_id)
@@ -277,9 +275,7 @@ async def test_a_build_escalation_holds_no_slot(sim_engine: SimEngineFactory) ->
     run_id = await se.start(max_concurrent=1, build_command="false", max_fix_rounds=1)
     raised = await se.events.wait_for(ev.EscalationRaised)
     assert raised.kind == "build"
-    await se.events.wait_for(
-        ev.AgentStatusChanged, lambda e: e.agent_id == "a002" and e.status == "done", timeout=10
-    )
+    await se.events.wait_status("a002", "done", timeout=10)
     assert [e.escalation_id for e in se.engine.pending_escalations()] == [raised.escalation_id]
     assert answer(se, raised, "Finish as failure")
     outcome = await se.wait(run_id)
@@ -314,9 +310,7 @@ async def test_a_worker_waiting_on_the_person_holds_no_slot(sim_engine: SimEngin
     run_id = await se.start(max_concurrent=1)
     raised = await se.events.wait_for(ev.EscalationRaised)
     assert (raised.kind, raised.agent_id) == ("blocker", "a002")
-    await se.events.wait_for(
-        ev.AgentStatusChanged, lambda e: e.agent_id == "a003" and e.status == "done", timeout=10
-    )
+    await se.events.wait_status("a003", "done", timeout=10)
     assert [e.escalation_id for e in se.engine.pending_escalations()] == [raised.escalation_id]
     assert answer(se, raised, "Cancel the agent")
     outcome = await se.wait(run_id)

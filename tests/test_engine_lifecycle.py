@@ -530,3 +530,57 @@ async def test_resume_after_stop_reports_the_interrupted_call(
     (made_up,) = transcript[2]["content"]
     assert made_up["type"] == "tool_result" and made_up["tool_use_id"] == call.call_id
     assert made_up["is_error"] and "interrupted" in made_up["content"]
+
+
+@pytest.mark.parametrize("how", ["the run's task", "every task of the run at once"])
+async def test_a_run_cancelled_from_outside_is_interrupted_and_its_workers_resume(
+    sim_engine: SimEngineFactory, how: str
+) -> None:
+    """Not through Stop: the run's task cancelled by its caller, or every task cancelled at once
+    as when the event loop shuts down. The run is interrupted and a resume restarts its workers."""
+    rec = Recorder()
+
+    def after_interruption(req: SimRequest) -> list[dict[str, object]]:
+        rec.note("worker_resumed", req.last_tool_results)
+        return complete("recovered after resume")
+
+    resume_policy = policy(
+        orchestrator(
+            [tool_use("spawn_agent", task="W-CUT long command")],
+            [tool_use("await_agents")],
+            lambda req: [tool_use("await_agents", agent_ids=["a002"])],
+            [tool_use("finish", summary="resumed and finished", outcome="success")],
+        ),
+        worker("W-CUT", [tool_use("run_command", command="sleep 30")], after_interruption),
+    )
+    first = sim_engine(resume_policy)
+    run_id = await first.start()
+    await first.events.wait_for(ev.ToolCallStarted, lambda e: e.tool == "run_command")
+    await _tracked(first, run_id)
+    run = first.engine.runs[run_id]
+    (sleeper,) = run.processes.pids()
+    tasks = [first.engine.tasks[run_id]]
+    if how != "the run's task":
+        tasks += [a.runtime.task_handle for a in run.agents.values() if a.runtime.task_handle]
+        assert len(tasks) == 3
+    for task in tasks:
+        task.cancel()
+    outcome = await first.wait(run_id)
+    assert outcome.status == "interrupted", outcome
+    assert not psutil.pid_exists(sleeper) or _dead(sleeper)
+    # cut by the run's end, as by Stop (the reason resume looks for), not cancelled one by one
+    rows = {a.agent_id: (a.status, a.status_reason) for a in first.journal.list_agents(run_id)}
+    assert rows == {a: ("cancelled", "run interrupted") for a in ("a001", "a002")}
+    assert first.journal.get_run(run_id).status == "interrupted"
+    await first.engine.aclose()
+
+    second = sim_engine(sim=first.sim)
+    assert await second.engine.resume_run(run_id) == run_id
+    outcome = await second.wait(run_id)
+    assert (outcome.status, outcome.summary) == ("succeeded", "resumed and finished"), outcome
+    (cut,) = rec["worker_resumed"]
+    assert cut.is_error and "interrupted" in cut.json["error"]
+    assert {a.agent_id: a.status for a in second.journal.list_agents(run_id)} == {
+        "a001": "done",
+        "a002": "done",
+    }

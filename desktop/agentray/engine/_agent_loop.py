@@ -49,7 +49,9 @@ async def run_agent(run: Run, agent: AgentState, *, resumed: bool = False) -> No
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(run.processes.kill_owner(agent.agent_id))
         if agent.status in ACTIVE and run.outcome is None:
-            run.set_status(agent, AgentStatus.CANCELLED, "cancelled")
+            # the ledger marks an agent it cancels before cancelling it, and the run's own ends
+            # set its outcome first: this cancellation came from outside the engine
+            run.interrupt_from_outside()
         raise
     except AgentEnded:
         # its end is recorded (cancelled by the person, the run stopping): just leave

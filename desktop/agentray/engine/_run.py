@@ -521,6 +521,15 @@ class Run:
         if self._main_task is not None and not self._main_task.done():
             self._main_task.cancel()
 
+    def interrupt_from_outside(self) -> None:
+        """A task of the run was cancelled by no command of the engine (its task cancelled from
+        outside, the event loop shutting down): the run is interrupted, resumably, as by Stop."""
+        self.request_stop(RunStatus.INTERRUPTED, "the run was interrupted")
+
+    def _interrupted(self) -> None:
+        if self.outcome is None:
+            self.outcome = RunOutcome(RunStatus.INTERRUPTED, "the run was interrupted")
+
     def conclude(
         self,
         status: RunStatus,
@@ -554,7 +563,13 @@ class Run:
                 )
                 for agent, resumed in starters:
                     self.start_agent(agent, resumed=resumed)
-                await self.finished.wait()
+                try:
+                    await self.finished.wait()
+                except asyncio.CancelledError:
+                    # cancelled from outside, not through request_stop: the run is interrupted,
+                    # said before the task group cancels its agents, so they stay resumable
+                    self._interrupted()
+                    raise
                 # the run is over: whatever still runs (stragglers, pending escalations) goes
                 watcher.cancel()
                 for agent in self.agents.values():
@@ -564,8 +579,7 @@ class Run:
                 for task in list(self._background):
                     task.cancel()
         except asyncio.CancelledError:
-            if self.outcome is None:
-                self.outcome = RunOutcome(RunStatus.INTERRUPTED, "the run was interrupted")
+            self._interrupted()
             await self._cleanup()
             raise
         except Exception as error:  # a bug in a helper task: fail this run, keep the process

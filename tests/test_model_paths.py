@@ -277,15 +277,26 @@ async def test_each_request_carries_the_transcript_as_it_is_now(
         [{"role": "user", "content": "summary of the work so far"}],  # compacted
         [first, reply, results],
     ]
+    # the system prompt is encoded once per prompt object: a new prompt, even of one agent, or
+    # a list of blocks arrives as it is too
+    changed = "".join(["s", "2"])
+    systems: list[Any] = ["s", "s", "s", changed, [text("as blocks")], "s"]
     try:
         for i, messages in enumerate(transcripts):
             await client.complete(
                 ModelRequest(
-                    model=MODEL, system="s", messages=messages, agent_id="a002" if i < 5 else "a003"
+                    model=MODEL,
+                    system=systems[i],
+                    messages=messages,
+                    agent_id="a002" if i < 5 else "a003",
                 )
             )
     finally:
         await client.aclose()
+    assert [r.body["system"] for r in sim.requests] == [
+        [{"type": "text", "text": t, "cache_control": {"type": "ephemeral"}}]
+        for t in ("s", "s", "s", "s2", "as blocks", "s")
+    ]
 
     def texts(message: dict[str, Any]) -> list[str]:
         content = message["content"]

@@ -65,7 +65,7 @@ STREAM_ABOVE_MAX_TOKENS = 8192
 _JSON_HEADERS = {"content-type": "application/json"}
 # the SDK's own connection limits (1000 connections, keep-alive expiry)
 _SDK_LIMITS = anthropic.DEFAULT_CONNECTION_LIMITS
-_TOOLS_JSON_KEPT = 256  # encoded tool lists kept (one per agent: each agent's loop has its own)
+_JSON_KEPT = 512  # encoded system prompts and tool lists kept (each agent's loop has its own)
 _TRANSCRIPTS_KEPT = 512  # agents whose encoded messages are kept
 _T = TypeVar("_T")
 
@@ -375,9 +375,8 @@ class AnthropicModelClient:
         self._api_key = api_key
         self.timeout_s = timeout_s
         self.streaming = streaming
-        # id(tool list) -> (that list, its JSON with the cache marker): an agent sends the same
-        # tools every turn, and they are the biggest part of a request body to encode
-        self._tools_json: dict[int, tuple[list[dict[str, Any]], str]] = {}
+        # id(system prompt or tool list) -> (it, its JSON with the cache marker)
+        self._json_kept: dict[int, tuple[object, str]] = {}
         # agent id -> its transcript's messages as last sent, each with its JSON
         self._messages_kept: dict[str, list[tuple[dict[str, Any], str]]] = {}
         self._client = anthropic.AsyncAnthropic(
@@ -479,18 +478,25 @@ class AnthropicModelClient:
         tools, and every message of the transcript that came back unchanged (the same object;
         transcripts only grow, and only the messages carrying a cache marker are new copies).
         Encoding the whole transcript again each turn grows with the transcript."""
-        rest = {k: v for k, v in kwargs.items() if k not in ("tools", "messages")}
+        rest = {k: v for k, v in kwargs.items() if k not in ("system", "tools", "messages")}
         parts = [_dumps(rest)[:-1], ',"messages":[', self._messages_json(request, kwargs), "]"]
-        tools = kwargs.get("tools")
-        if tools is not None:
-            kept = self._tools_json.get(id(request.tools))
-            if kept is None or kept[0] is not request.tools:
-                if len(self._tools_json) >= _TOOLS_JSON_KEPT:
-                    self._tools_json.clear()
-                kept = self._tools_json[id(request.tools)] = (request.tools, _dumps(tools))
-            parts += [',"tools":', kept[1]]
+        for key, source in (("system", request.system), ("tools", request.tools)):
+            value = kwargs.get(key)
+            if value is not None:
+                parts += [f',"{key}":', self._encoded_once(source, value)]
         parts.append("}")
         return "".join(parts).encode()
+
+    def _encoded_once(self, source: object, value: Any) -> str:
+        """``value`` (made from ``source``) as JSON, encoded once per ``source`` object: an agent
+        sends the same system prompt and tools every turn, and the prompt may carry the project's
+        instruction files."""
+        kept = self._json_kept.get(id(source))
+        if kept is None or kept[0] is not source:
+            if len(self._json_kept) >= _JSON_KEPT:
+                self._json_kept.clear()
+            kept = self._json_kept[id(source)] = (source, _dumps(value))
+        return kept[1]
 
     def _messages_json(self, request: ModelRequest, kwargs: dict[str, Any]) -> str:
         messages: list[dict[str, Any]] = kwargs["messages"]

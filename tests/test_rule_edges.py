@@ -8,6 +8,7 @@ simulator's server thread waits on it) and released on an engine event, never af
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -1018,3 +1019,71 @@ async def test_an_agent_runs_again_as_soon_as_its_waiting_tool_returns(
     outcome = await se.wait(run_id)
     assert outcome.status == "succeeded", outcome
     assert se.events.statuses("a002")[-3:] == ["waiting", "running", "done"]
+
+
+async def test_the_budget_is_reached_at_exactly_its_amount(sim_engine: SimEngineFactory) -> None:
+    """A cost a hair under the budget lets the next call go; a cost equal to it asks first."""
+    gate = Gate()
+    se = sim_engine(
+        policy(
+            orchestrator([tool_use("spawn_agent", task="W-HELD waits")], [tool_use("await_agents")]),
+            worker("W-HELD", gate.hold(complete("held"))),
+        )
+    )
+    run_id = await se.start(budget_usd=100.0)
+    try:
+        await until(tool_started(se, "await_agents"), "the orchestrator waits")
+        run = se.engine.runs[run_id]
+        agent = run.agents["a002"]
+        run.budget_usd = 1.0
+        run.cost_usd = 1.0 - 1e-9
+        await run.ensure_budget(agent)  # under it: returns at once, nothing asked
+        assert se.events.of(ev.EscalationRaised) == []
+        run.cost_usd = 1.0
+        asking = asyncio.create_task(run.ensure_budget(agent))
+        raised = await se.events.wait_for(ev.EscalationRaised)
+        assert (raised.kind, raised.agent_id) == ("budget", "a002")
+        assert not asking.done()
+        assert answer(se, raised, "Stop the run")
+        await asyncio.wait_for(asyncio.gather(asking, return_exceptions=True), GATE_TIMEOUT_S)
+    finally:
+        gate.open()
+    assert (await se.wait(run_id)).status == "failed"
+
+
+async def test_the_scheduler_measures_each_agents_chain_of_dependents(
+    sim_engine: SimEngineFactory,
+) -> None:
+    """A diamond a002 -> (a003, a004) -> a005 beside a lone a006: the chain behind each agent is
+    its longest line of active dependents; a dependent that ended no longer counts."""
+    gate = Gate()
+    se = sim_engine(
+        policy(
+            orchestrator(
+                [
+                    tool_use("spawn_agent", task="W-ROOT first"),
+                    tool_use("spawn_agent", task="W-MID left", depends_on=["a002"]),
+                    tool_use("spawn_agent", task="W-MID right", depends_on=["a002"]),
+                    tool_use("spawn_agent", task="W-LAST join", depends_on=["a003", "a004"]),
+                    tool_use("spawn_agent", task="W-ALONE lone"),
+                ],
+                [tool_use("await_agents")],
+            ),
+            worker("W-ROOT", gate.hold(complete("root"))),
+            worker("W-ALONE", gate.hold(complete("alone"))),
+            worker("W-MID", complete("mid")),
+            worker("W-LAST", complete("last")),
+        )
+    )
+    run_id = await se.start()
+    try:
+        await until(tool_started(se, "await_agents"), "all five spawned")
+        run = se.engine.runs[run_id]
+        chains = {a: run.dependents_chain(a) for a in ("a002", "a003", "a004", "a005", "a006")}
+        assert chains == {"a002": 2, "a003": 1, "a004": 1, "a005": 0, "a006": 0}
+        await se.engine.cancel_agent(run_id, "a005")
+        assert [run.dependents_chain(a) for a in ("a002", "a003", "a004")] == [1, 0, 0]
+        se.engine.stop_run(run_id)
+    finally:
+        gate.open()
+    await se.wait(run_id)

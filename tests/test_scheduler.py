@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from agent_scripts import complete, orchestrator, policy, worker
-from agentray.engine._state import Slots
+from agentray.engine._state import ChangeNotifier, Slots
 from agentray.simulator import tool_use
 from conftest import SimEngineFactory
 
@@ -168,3 +168,37 @@ async def test_the_engine_starts_the_head_of_the_longest_chain_first(
     workers = [m for i, m in enumerate(order) if m not in order[:i]]
     assert workers.index("W-HEAD") < workers.index("W-LEAF"), workers
     assert workers[-1] == "W-LAST"
+
+
+async def test_a_stop_that_meets_a_change_still_stops_the_waiter() -> None:
+    """A monitor (await_agents, sleep) cancelled in the same moment a change wakes it ends
+    cancelled; it never swallows the cancellation and waits again (Stop would hang)."""
+    for timeout_s in (None, 60.0):
+        changes = ChangeNotifier()
+        waiting = asyncio.create_task(changes.wait_for(lambda: False, timeout_s))
+        for _ in range(3):
+            await asyncio.sleep(0)  # it reaches its wait: no time passes
+        assert changes._waiters, "the monitor waits"
+        changes.notify()
+        waiting.cancel()
+        async with asyncio.timeout(5):
+            await asyncio.wait([waiting])
+        assert waiting.cancelled()
+        assert not changes._waiters  # and left nothing registered
+
+
+async def test_a_change_wakes_the_waiter_and_a_timeout_says_false() -> None:
+    changes = ChangeNotifier()
+    flag = [False]
+    waiting = asyncio.create_task(changes.wait_for(lambda: flag[0], None))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    changes.notify()  # a change that does not make it true: it waits on
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert not waiting.done()
+    flag[0] = True
+    changes.notify()
+    assert await waiting is True
+    assert await changes.wait_for(lambda: False, 0.01) is False
+    assert await changes.wait_for(lambda: True, 0) is True

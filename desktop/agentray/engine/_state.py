@@ -280,7 +280,10 @@ class ChangeNotifier:
             waiter: asyncio.Future[None] = loop.create_future()
             self._waiters.append(waiter)
             try:
-                await asyncio.wait_for(waiter, remaining)
+                # not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives
+                # together with the change (it returns the done waiter), and Stop would hang
+                async with asyncio.timeout(remaining):
+                    await waiter
             except TimeoutError:
                 return predicate()
             finally:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import multiprocessing
 import os
 import re
@@ -167,9 +168,21 @@ class SimProcess:
         self.process.join(5)
 
 
+_SCRATCH: list[Path] = []
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A temporary folder removed when the benchmark process exits."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    if not _SCRATCH:
+        atexit.register(lambda: [shutil.rmtree(p, ignore_errors=True) for p in _SCRATCH])
+    _SCRATCH.append(path)
+    return path
+
+
 # ---------------------------------------------------------------------------- measurements
 async def run_once(base_url: str, goal: str, **config: Any) -> tuple[float, list[ev.Event], Any]:
-    workspace = Path(tempfile.mkdtemp(prefix="agentray-bench-"))
+    workspace = scratch_dir("agentray-bench-")
     engine = build_engine(
         api_key=KEY,
         base_url=base_url,

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from bench import scratch_dir  # scripts/bench.py
 
 from agentray import events as ev
 from agentray.engine import RunConfig, SystemGuard
@@ -96,7 +97,7 @@ async def dag_makespan_ratio(*, fifo: bool = False) -> tuple[float, float]:
         Run.dependents_chain = lambda self, agent_id: 0  # type: ignore[method-assign]
     sim = Simulator(_dag_policy(), api_keys={KEY})
     base_url = sim.start()
-    workspace = Path(tempfile.mkdtemp(prefix="agentray-bench-dag-"))
+    workspace = scratch_dir("agentray-bench-dag-")
     engine = build_engine(
         api_key=KEY, base_url=base_url, journal=Journal(_journal_path()), gate=RateLimitGate(),
         guard=_idle_guard(),
@@ -130,7 +131,7 @@ async def dag_makespan_ratio(*, fifo: bool = False) -> tuple[float, float]:
 
 def _journal_path() -> Path:
     """Beside the workspace, never in it: the checkpoints would snapshot the journal itself."""
-    return Path(tempfile.mkdtemp(prefix="agentray-bench-journal-")) / "journal.sqlite3"
+    return scratch_dir("agentray-bench-journal-") / "journal.sqlite3"
 
 
 def _idle_guard() -> SystemGuard:
@@ -240,6 +241,83 @@ def print_cpu_table(repeats: int) -> None:
     print()
 
 
+# The code issue 10 measured (its CPU per turn: 4.8-5.2 ms on the machine it was filed from).
+ISSUE_BASELINE = "088c862"
+PROBE_FLAG = "--cpu-probe"
+
+
+def _probe(agents: int) -> float:
+    """In a child process: one warm-up run and one measured run of ``agents`` against a simulator
+    of its own; the code measured is whatever ``agentray`` PYTHONPATH gives this process."""
+    import inspect
+
+    from bench import SimProcess
+
+    global build_engine
+    if "streaming" not in inspect.signature(build_engine).parameters:  # code older than the flag
+        plain = build_engine
+
+        def build_engine(**config: Any) -> Any:
+            config.pop("streaming", None)
+            return plain(**config)
+
+    sim = SimProcess(CPU_LATENCY_S)
+    try:
+        asyncio.run(cpu_per_turn(agents, CPU_TURNS, sim.base_url))
+        return asyncio.run(cpu_per_turn(agents, CPU_TURNS, sim.base_url))
+    finally:
+        sim.stop()
+
+
+def _checkout(commit: str) -> Path:
+    """``desktop/`` of ``commit`` from this clone's history, in a temporary folder."""
+    import io
+    import subprocess
+    import tarfile
+
+    root = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", commit, "desktop"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    target = scratch_dir(f"agentray-bench-{commit}-")
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(target, filter="data")
+    return target / "desktop"
+
+
+def print_cpu_against(commit: str, repeats: int, agents: int = STREAMED_AGENTS) -> None:
+    """CPU per turn of this tree and of ``commit``, each in fresh processes, interleaved run by
+    run: a ratio that holds while the machine's speed drifts."""
+    import os
+    import subprocess
+
+    here = Path(__file__).resolve()
+    trees = {"this tree": here.parent.parent / "desktop", commit: _checkout(commit)}
+    results: dict[str, list[float]] = {label: [] for label in trees}
+    for _ in range(repeats):
+        for label, tree in trees.items():
+            env = {**os.environ, "PYTHONPATH": str(tree)}
+            out = subprocess.run(
+                [sys.executable, str(here), PROBE_FLAG, str(agents)],
+                env=env, capture_output=True, text=True, check=True,
+            ).stdout  # fmt: skip
+            results[label].append(float(out.split()[-1]))
+    print(
+        f"| engine CPU per model turn, {agents} agents, against {commit} ({repeats} runs each, "
+        "interleaved) | median ms | min ms | max ms |"
+    )
+    print("|---|---:|---:|---:|")
+    for label, values in results.items():
+        print(
+            f"| {label} | {statistics.median(values):.2f} | {min(values):.2f} | {max(values):.2f} |"
+        )
+    ratio = statistics.median(results["this tree"]) / statistics.median(results[commit])
+    print(f"| this tree / {commit} | {ratio:.2f}x | | |")
+    print()
+
+
 UI_AGENTS = 40
 UI_TURNS = 25
 UI_LATENCY_S = 0.2
@@ -258,9 +336,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--only", choices=("cpu", "ui", "dag"), help="one table")
+    parser.add_argument(
+        "--against",
+        metavar="COMMIT",
+        help=f"CPU per turn of this tree and of COMMIT, interleaved (e.g. {ISSUE_BASELINE}, "
+        "the code issue 10 measured)",
+    )
+    parser.add_argument(PROBE_FLAG, type=int, metavar="AGENTS", help=argparse.SUPPRESS)
     args = parser.parse_args()
     repeats = 2 if args.quick else 5
-    if args.only is None:
+    if args.cpu_probe:
+        print(f"{_probe(args.cpu_probe):.4f}")
+    elif args.against:
+        print_cpu_against(args.against, repeats)
+    elif args.only is None:
         print_load_tables(repeats)
     elif args.only == "cpu":
         print_cpu_table(repeats)

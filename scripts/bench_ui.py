@@ -27,7 +27,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -64,7 +63,9 @@ def measure_once(
 ) -> dict[str, Any]:
     """One measurement in this process: needs a fresh process (it makes the QApplication)."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    tmp = Path(tempfile.mkdtemp(prefix="agentray-bench-ui-"))
+    from bench import scratch_dir
+
+    tmp = scratch_dir("agentray-bench-ui-")
     # nothing of the person's: settings, journal and keyring stay in the temporary folder
     os.environ["XDG_CONFIG_HOME"] = str(tmp / "config")
     os.environ["AGENTRAY_JOURNAL"] = str(tmp / "journal.sqlite3")

@@ -27,6 +27,8 @@ the engine's GIL). Prints a table; figures are medians of several repeats.
    agents, the tray's UI loop lag with and without the dashboard, the DAG makespan ratio.
 
     python scripts/bench.py --only load
+    python scripts/bench_load.py --against 088c862   # CPU per turn beside the code issue 10
+                                                      # measured, interleaved (about 2 minutes)
 """
 
 from __future__ import annotations

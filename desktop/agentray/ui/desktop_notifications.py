@@ -98,7 +98,8 @@ class DesktopNotifications(QObject):
             NOTIFICATIONS_PATH, bus_name=NOTIFICATIONS_NAME, interface=NOTIFICATIONS_NAME
         )
         message = new_method_call(server, method, signature, body)
-        reply = await asyncio.wait_for(self._router.send_and_get_reply(message), CALL_TIMEOUT_S)
+        async with asyncio.timeout(CALL_TIMEOUT_S):  # not wait_for: it can swallow a cancel (3.11)
+            reply = await self._router.send_and_get_reply(message)
         if reply.header.message_type == MessageType.error:
             raise RuntimeError(f"{method}: {reply.body[0] if reply.body else 'D-Bus error'}")
         return tuple(reply.body)
@@ -116,15 +117,15 @@ class DesktopNotifications(QObject):
         from jeepney.io.asyncio import DBusRouter, open_dbus_connection
 
         try:
-            self._conn = await asyncio.wait_for(open_dbus_connection(address), CALL_TIMEOUT_S)
+            async with asyncio.timeout(CALL_TIMEOUT_S):
+                self._conn = await open_dbus_connection(address)
             self._router = DBusRouter(self._conn)
             self.capabilities = tuple((await self._call("GetCapabilities"))[0])
             info = await self._call("GetServerInformation")
             self.server = " ".join(str(part) for part in info[:3] if part)
             rule = MatchRule(type="signal", interface=NOTIFICATIONS_NAME, path=NOTIFICATIONS_PATH)
-            await asyncio.wait_for(
-                self._router.send_and_get_reply(message_bus.AddMatch(rule)), CALL_TIMEOUT_S
-            )
+            async with asyncio.timeout(CALL_TIMEOUT_S):
+                await self._router.send_and_get_reply(message_bus.AddMatch(rule))
             queue: asyncio.Queue[Any] = asyncio.Queue(256)
             self._filter = self._router.filter(rule, queue=queue)
             self._listener = asyncio.ensure_future(self._listen(queue))

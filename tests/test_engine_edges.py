@@ -12,8 +12,9 @@ import pytest
 from agent_scripts import Recorder, complete, orchestrator, policy, recording, result_of, worker
 from agentray import events as ev
 from agentray.engine._ownership import RunLock, lock_dir
-from agentray.errors import BadInputError, RunBusyError
+from agentray.errors import BadInputError, RunBusyError, SandboxUnavailableError
 from agentray.journal import Journal
+from agentray.sandbox import BWRAP_ENV_VAR, NO_SANDBOX_HINT
 from agentray.simulator import SimRequest, tool_use
 from conftest import SimEngineFactory, make_engine
 
@@ -172,3 +173,22 @@ async def test_a_failed_finish_is_not_replayed_on_an_ordinary_resume(sim_engine:
     await se.engine.resume_run(run_id)  # the person retries: the model decides again
     again = await se.wait(run_id)
     assert again.status == "succeeded" and again.summary == "success"
+
+
+async def test_a_sandboxed_run_without_a_sandbox_is_refused_before_it_is_journaled(
+    sim_engine: SimEngineFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No bubblewrap (AGENTRAY_BWRAP names a missing program): a run that asks for the sandbox is
+    refused with the hint, and leaves no run row, no event and no model call behind. Detection
+    is cached per (platform, override): a path of this test's own is probed afresh."""
+    monkeypatch.setenv(BWRAP_ENV_VAR, str(tmp_path / "no-bwrap-here"))
+    se = sim_engine(policy(orchestrator([tool_use("finish", summary="done", outcome="success")])))
+    with pytest.raises(SandboxUnavailableError) as refused:
+        await se.start(sandbox=True)
+    assert str(refused.value) == NO_SANDBOX_HINT
+    assert se.journal.list_runs() == []
+    assert se.events.events == [] and se.sim.message_requests == []
+    # the same engine still runs without the sandbox when the person chose so
+    run_id, outcome = await se.run(sandbox=False)
+    assert outcome.status == "succeeded", outcome
+    assert [r.run_id for r in se.journal.list_runs()] == [run_id]

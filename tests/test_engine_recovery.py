@@ -345,3 +345,40 @@ async def test_escalation_round_trip_while_others_work(sim_engine: SimEngineFact
     assert se.journal.pending_escalations(run_id) == []
     answered = se.events.of(ev.EscalationAnswered)
     assert [(a.escalation_id, a.answered_by) for a in answered] == [(raised.escalation_id, "human")]
+
+
+async def test_an_answer_journaled_before_a_stop_is_replayed_on_resume(
+    sim_engine: SimEngineFactory,
+) -> None:
+    """The person's answer reached the journal but the run stopped before escalate returned it
+    (a crash between the two): the resumed escalate call gives the model that answer and choice
+    from the journal; the question is not raised again."""
+    rec = Recorder()
+    se = sim_engine(
+        policy(
+            orchestrator(
+                [tool_use("escalate", question="Ship it?", options=["Yes", "No"])],
+                recording(rec, "replayed", _finish()),
+            )
+        )
+    )
+    run_id = await se.start()
+    raised = await se.events.wait_for(ev.EscalationRaised)
+    assert se.engine.stop_run(run_id)
+    assert (await se.wait(run_id)).status == "cancelled"
+    (call,) = [c for c in se.journal.list_tool_calls(run_id) if c.name == "escalate"]
+    assert call.finished_at is None  # the call was cut mid-way
+    se.journal.answer_escalation(
+        raised.escalation_id, answer="Yes, ship on Friday", choice="Yes", answered_by="human"
+    )
+    assert await se.engine.resume_run(run_id) == run_id
+    outcome = await se.wait(run_id)
+    assert outcome.status == "succeeded", outcome
+    reply = result_of(rec["replayed"], "escalate")
+    assert not reply.is_error
+    assert reply.json == {"answer": "Yes, ship on Friday", "choice": "Yes"}
+    assert [e.escalation_id for e in se.events.of(ev.EscalationRaised)] == [raised.escalation_id]
+    (row,) = se.journal.list_escalations(run_id)
+    assert (row.escalation_id, row.answered_by) == (raised.escalation_id, "human")
+    (call,) = [c for c in se.journal.list_tool_calls(run_id) if c.name == "escalate"]
+    assert call.result == {"answer": "Yes, ship on Friday", "choice": "Yes"}

@@ -57,3 +57,28 @@ async def test_views_are_frozen_copies_of_the_live_run(sim_engine: SimEngineFact
     # the view taken earlier kept what it saw
     assert [a.status for a in live.agents] == ["waiting", "running"] and live.live
     assert se.engine.run_view("r-none") is None
+
+
+async def test_the_view_says_the_network_is_open_whenever_commands_run_unconfined(
+    sim_engine: SimEngineFactory,
+) -> None:
+    """allow_network in the view and in RunStarted: without a sandbox commands always reach the
+    network (whatever allow_network says); in the sandbox only when allow_network is on."""
+    se = sim_engine(
+        policy(orchestrator(*[[tool_use("finish", summary="done", outcome="success")]] * 3))
+    )
+    cases = [
+        # (sandbox, allow_network) -> (network shown, sandboxed)
+        ((False, False), (True, False)),
+        ((True, True), (True, True)),
+        ((True, False), (False, True)),
+    ]
+    for (sandbox, allow_network), expected in cases:
+        run_id, outcome = await se.run(sandbox=sandbox, allow_network=allow_network)
+        assert outcome.status == "succeeded", outcome
+        view = se.engine.run_view(run_id)
+        assert view is not None
+        assert (view.allow_network, view.sandboxed) == expected, (sandbox, allow_network)
+        (started,) = [e for e in se.events.of(ev.RunStarted) if e.run_id == run_id]
+        assert started.allow_network is expected[0], (sandbox, allow_network)
+        assert (started.sandbox != "none") is expected[1]

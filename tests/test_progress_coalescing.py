@@ -128,6 +128,20 @@ def test_the_header_shows_the_tasks_first_line_up_to_300_characters(workspace: P
     assert f"Task: {'x' * 300}\n" in fits.path.read_text(encoding="utf-8")
 
 
+def test_a_note_is_one_line_of_at_most_2000_characters(workspace: Path) -> None:
+    """Whitespace runs (newlines too) become one space; the note is then cut at 2000 characters,
+    and one of exactly 2000 is kept whole."""
+    words = [f"w{i:03d}" for i in range(500)]  # 2499 characters once joined by single spaces
+    long_note = "\n\t  ".join(words)
+    exact = "x" * 1990 + " \n " + "y" * 9  # 2000 characters after the collapse
+    progress = _file(workspace)  # no event loop: every note is written at once
+    for note in (long_note, exact, "z" * 2001):
+        progress.add("UPDATE", note)
+    shown = [line.split("] ", 1)[1] for line in _lines(progress.path)]
+    assert shown == [" ".join(words)[:2000], "x" * 1990 + " " + "y" * 9, "z" * 2000]
+    assert [len(note) for note in shown] == [2000, 2000, 2000]
+
+
 def test_a_resume_reads_no_lines_through_a_symlink(workspace: Path, tmp_path: Path) -> None:
     """reopen() keeps the log lines of the agent's own file; a file or a folder swapped for a
     symlink (to anywhere) gives none: nothing from outside the workspace is read into it."""

@@ -3,6 +3,7 @@ prefix, labelled, capped; read once per run start; never through a symlink that 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +138,24 @@ async def test_claude_md_linked_to_agents_md_is_given_once(
     assert outcome.status == "succeeded", outcome
     system = se.requests_of("W-ONE")[0].system_text
     assert system.count(AGENTS) == 1 and "from CLAUDE.md" not in system
+
+
+async def test_a_fifo_named_agents_md_is_left_out_without_blocking(
+    sim_engine: SimEngineFactory, workspace: Path
+) -> None:
+    """AGENTS.md is a named pipe with a writer holding data: it is not a regular file, so it is
+    left out (neither read nor waited on); CLAUDE.md beside it still comes."""
+    os.mkfifo(workspace / "AGENTS.md")
+    writer = os.open(workspace / "AGENTS.md", os.O_RDWR | os.O_NONBLOCK)  # never blocks
+    try:
+        os.write(writer, b"FIFO SECRET\n")
+        (workspace / "CLAUDE.md").write_text(CLAUDE)
+        se = sim_engine(_two_agent_policy())
+        _, outcome = await se.run()
+        assert outcome.status == "succeeded", outcome
+        for req in (r.sim for r in se.sim.message_requests):
+            assert "FIFO SECRET" not in req.system_text and "from AGENTS.md" not in req.system_text
+            assert CLAUDE in req.system_text
+        assert os.read(writer, 100) == b"FIFO SECRET\n"  # still in the pipe: nobody read it
+    finally:
+        os.close(writer)

@@ -4,10 +4,15 @@ the anchoring of a folder's ignore rules when the search starts below that folde
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -107,6 +112,27 @@ def test_a_nul_byte_is_binary_up_to_the_last_byte_of_the_first_8_kib(
     assert found["skipped"] == {"binary": 1}, found
     count = _nul_at(SNIFF).count(b"needle")
     assert ws.edit_file("after.txt", "needle", "pin", replace_all=True)["replacements"] == count
+
+
+@pytest.mark.parametrize("engine", ["python", "rg"])
+def test_a_nul_as_the_first_byte_or_inside_a_matching_line_is_binary(
+    tmp_path: Path, engine: str
+) -> None:
+    """ripgrep prints a matching line of a binary file as it is (``--text``): a record whose text
+    starts with NUL, or holds one, is still parsed at the NUL after its path."""
+    _tree(
+        tmp_path,
+        {
+            "first.bin": b"\x00needle\n",
+            "inside.bin": b"a needle\x00 in it\nneedle\n",
+            "plain.txt": "needle\n",
+        },
+    )
+    ws = Workspace(tmp_path, engine=engine)  # type: ignore[arg-type]
+    found = ws.search_files("needle")
+    assert ws.last_engine == engine
+    assert found["matches"] == [{"path": "plain.txt", "line": 1, "text": "needle"}]
+    assert found["skipped"] == {"binary": 2}, found
 
 
 @pytest.mark.parametrize("engine", ["python", "rg"])
@@ -218,3 +244,60 @@ def test_list_files_takes_a_limit_of_one_and_refuses_zero(tmp_path: Path) -> Non
     assert one["files"] == ["a.txt"] and one["truncated"] is True and one["total_files"] == 2
     with pytest.raises(ToolError, match="limit must be at least 1"):
         ws.list_files(limit=0)
+
+
+# ---------------------------------------------------------------------------- stopping a search
+
+
+@pytest.mark.parametrize("past", [False, True])
+def test_the_python_search_stops_only_once_past_its_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, past: bool
+) -> None:
+    """The deadline is checked before each file: a check at exactly SEARCH_TIMEOUT_S after the
+    start still searches; the next instant the clock can tell, the search is stopped, saying so."""
+    _tree(tmp_path, {"notes.txt": "the needle\n"})
+    deadline = 1000.0 + _search.SEARCH_TIMEOUT_S
+    check = math.nextafter(deadline, math.inf) if past else deadline
+    ticks = iter([1000.0, check])  # the start, then the check before notes.txt
+    monkeypatch.setattr(_search, "time", SimpleNamespace(monotonic=lambda: next(ticks)))
+    ws = Workspace(tmp_path, engine="python")
+    if past:
+        with pytest.raises(ToolError, match=r"search_files took longer than 60 s and was stopped"):
+            ws.search_files("needle", path="notes.txt")
+    else:
+        found = ws.search_files("needle", path="notes.txt")
+        assert found["matches"] == [{"path": "notes.txt", "line": 1, "text": "the needle"}]
+
+
+def test_a_ripgrep_whose_output_is_not_understood_is_killed_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ripgrep (another build) that prints records this parser does not know and keeps
+    running: the search falls back to Python, and that ripgrep is killed and reaped before the
+    search returns, not left running or waited on."""
+    root = tmp_path / "ws"
+    _tree(root, {"a.txt": "needle\n"})
+    pid_file = tmp_path / "rg.pid"
+    fake = tmp_path / "rg"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'for arg in "$@"; do [ "$arg" = --files ] && exit 0; done\n'
+        f"echo $$ > '{pid_file}'\n"
+        "printf './a.txt\\000not a line number, and longer than 32 bytes\\n'\n"
+        "exec 1>&-\n"  # the output ends here; the program does not
+        "exec sleep 30\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setattr(_search, "find_rg", lambda: str(fake))
+    ws = Workspace(root)
+    try:
+        found = ws.search_files("needle")
+        assert ws.last_engine == "python"
+        assert found["matches"] == [{"path": "a.txt", "line": 1, "text": "needle"}]
+        pid = int(pid_file.read_text())
+        with pytest.raises(ProcessLookupError):  # killed and reaped: no such process any more
+            os.kill(pid, 0)
+    finally:
+        if pid_file.exists():  # the fake left running (only when the kill is missing)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)

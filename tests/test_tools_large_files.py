@@ -150,9 +150,24 @@ def test_edit_file_takes_files_up_to_max_edit_bytes(
     (ws.root / "over.txt").write_text("a" * 100 + "\n")
     assert ws.edit_file("at.txt", "a\n", "b\n")["replacements"] == 1
     assert (ws.root / "at.txt").read_text() == "a" * 98 + "b\n"
-    with pytest.raises(ToolError, match=r"over\.txt is too large to edit \(101 bytes\); use write_file"):
+    with pytest.raises(ToolError, match=r"over\.txt is too large to edit \(101 bytes, edit_file takes up to 100\); use write_file"):
         ws.edit_file("over.txt", "a\n", "b\n")
     assert (ws.root / "over.txt").read_text() == "a" * 100 + "\n"
+
+
+def test_edit_file_takes_exactly_10_mib_and_refuses_a_byte_more(ws: Workspace) -> None:
+    """The real cap, not a patched one: a 10 MiB text file is edited, one byte more is refused
+    (with its size) and left as it was."""
+    cap = 10 * 1024 * 1024
+    body = b"x" * 1023 + b"\n"
+    (ws.root / "at.txt").write_bytes(body * (cap // 1024 - 1) + b"y" * 1019 + b"\nEND\n")
+    (ws.root / "over.txt").write_bytes(body * (cap // 1024) + b"\n")
+    assert (ws.root / "at.txt").stat().st_size == cap
+    assert ws.edit_file("at.txt", "END", "FIN")["replacements"] == 1
+    assert (ws.root / "at.txt").read_bytes().endswith(b"y\nFIN\n")
+    with pytest.raises(ToolError, match=rf"over\.txt is too large to edit \({cap + 1} bytes, edit_file takes up to {cap}\)"):
+        ws.edit_file("over.txt", "x", "z")
+    assert (ws.root / "over.txt").stat().st_size == cap + 1
 
 
 def test_max_chars_stops_at_a_whole_line(ws: Workspace) -> None:

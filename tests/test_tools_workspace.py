@@ -6,12 +6,14 @@ import json
 import os
 import stat
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from agentray.errors import ConfinementError, ToolError
 from agentray.tools import Workspace, scrubbed_env, truncate_text
+from agentray.tools import _names as names_mod
 
 
 @pytest.fixture
@@ -434,6 +436,24 @@ def test_confinement_holds_for_escaped_names(layout: tuple[Workspace, Path]) -> 
     assert _snapshot(outside) == before
     assert "s\\xe9cret" in ws.list_files()["files"]  # listed, but never read through
     assert ws.search_files("SECRET")["matches"] == []
+
+
+def test_where_names_must_be_unicode_an_escape_is_taken_as_it_is(
+    layout: tuple[Workspace, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a platform whose file names must be Unicode (Windows: fsdecode refuses bytes that are
+    not UTF-8), ``\\xHH`` cannot name a raw byte: the path is taken as given, backslash and all."""
+    ws, _ = layout
+    (ws.root / "caf\\xe9.txt").write_text("literal\n")  # the 4 characters \ x e 9 in the name
+
+    def unicode_only(raw: bytes) -> str:
+        return raw.decode("utf-8")  # strict: a lone byte e9 raises UnicodeDecodeError
+
+    windows_like = SimpleNamespace(fsencode=os.fsencode, fsdecode=unicode_only)
+    monkeypatch.setattr(names_mod, "os", windows_like)
+    assert names_mod.parse_name("caf\\xe9.txt") == "caf\\xe9.txt"
+    assert names_mod.parse_name("caf\\\\x.txt") == "caf\\x.txt"  # valid UTF-8: decoded as usual
+    assert ws.read_file("caf\\xe9.txt")["content"] == "    1\tliteral"
 
 
 # ----------------------------------------------------------------------------- argument types

@@ -551,10 +551,11 @@ def _rg_events(
         listing = _spawn([*common, "--files", *where], root, listed, list_err)
         with _watchdog([search, listing], limits.deadline.at - time.monotonic()) as fired:
             assert search.stdout is not None
-            try:
-                _read_records(search.stdout, collector)
-            except ValueError:
-                return None  # output this parser does not know (another rg build): use Python
+            with search.stdout:  # closed as soon as it is read, and when the parser gives up
+                try:
+                    _read_records(search.stdout, collector)
+                except ValueError:
+                    return None  # output this parser does not know (another rg build): use Python
             search.wait()
             listing.wait()
         if fired.is_set():

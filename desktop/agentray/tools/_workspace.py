@@ -507,7 +507,8 @@ class Workspace:
         with os.fdopen(fd, "rb") as f:
             if st.st_size > MAX_EDIT_BYTES:
                 raise ToolError(
-                    f"{shown} is too large to edit ({st.st_size} bytes); use write_file"
+                    f"{shown} is too large to edit ({st.st_size} bytes, edit_file takes up to "
+                    f"{MAX_EDIT_BYTES}); use write_file"
                 )
             data = f.read()
         if _looks_binary(data[:_SNIFF_BYTES]):

@@ -532,12 +532,13 @@ async def test_resume_after_stop_reports_the_interrupted_call(
     assert made_up["is_error"] and "interrupted" in made_up["content"]
 
 
-@pytest.mark.parametrize("how", ["the run's task", "every task of the run at once"])
+@pytest.mark.parametrize("how", ["the run's task", "every task of the run at once", "a worker's task"])
 async def test_a_run_cancelled_from_outside_is_interrupted_and_its_workers_resume(
     sim_engine: SimEngineFactory, how: str
 ) -> None:
-    """Not through Stop: the run's task cancelled by its caller, or every task cancelled at once
-    as when the event loop shuts down. The run is interrupted and a resume restarts its workers."""
+    """Not through Stop: the run's task cancelled by its caller, every task cancelled at once as
+    when the event loop shuts down, or one worker's task. The run is interrupted (never left
+    waiting on a worker that is gone) and a resume restarts its workers."""
     rec = Recorder()
 
     def after_interruption(req: SimRequest) -> list[dict[str, object]]:
@@ -559,10 +560,13 @@ async def test_a_run_cancelled_from_outside_is_interrupted_and_its_workers_resum
     await _tracked(first, run_id)
     run = first.engine.runs[run_id]
     (sleeper,) = run.processes.pids()
-    tasks = [first.engine.tasks[run_id]]
-    if how != "the run's task":
-        tasks += [a.runtime.task_handle for a in run.agents.values() if a.runtime.task_handle]
-        assert len(tasks) == 3
+    handles = {a.agent_id: a.runtime.task_handle for a in run.agents.values()}
+    if how == "the run's task":
+        tasks = [first.engine.tasks[run_id]]
+    elif how == "a worker's task":  # no command of the engine ends one agent that way
+        tasks = [handles["a002"]]
+    else:
+        tasks = [first.engine.tasks[run_id], *handles.values()]
     for task in tasks:
         task.cancel()
     outcome = await first.wait(run_id)

@@ -588,3 +588,37 @@ async def test_a_run_cancelled_from_outside_is_interrupted_and_its_workers_resum
         "a001": "done",
         "a002": "done",
     }
+
+
+async def test_a_crashing_helper_task_fails_its_run_not_the_process(
+    sim_engine: SimEngineFactory,
+) -> None:
+    """A bug in one of the run's helper tasks ends that run failed, with the error said; its
+    agents are cut on the way (they must not turn it into an interrupted run) and their commands
+    killed; the engine goes on."""
+    se = sim_engine(
+        policy(
+            orchestrator(
+                [tool_use("spawn_agent", task="W-BUSY long command")], [tool_use("await_agents")]
+            ),
+            worker("W-BUSY", [tool_use("run_command", command="sleep 30")], complete("never")),
+        )
+    )
+    run_id = await se.start()
+    await se.events.wait_for(ev.ToolCallStarted, lambda e: e.tool == "run_command")
+    await _tracked(se, run_id)
+    run = se.engine.runs[run_id]
+    (sleeper,) = run.processes.pids()
+
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    run.in_background(broken(), "broken-helper")
+    outcome = await se.wait(run_id)
+    assert (outcome.status, outcome.summary) == ("failed", "internal error: RuntimeError: a bug")
+    assert not psutil.pid_exists(sleeper) or _dead(sleeper)
+    assert se.journal.get_run(run_id).status == "failed"
+    # the engine still runs others
+    se.sim.policy = policy(orchestrator([tool_use("finish", summary="fine", outcome="success")]))
+    _, again = await se.run()
+    assert again.status == "succeeded", again

@@ -584,8 +584,11 @@ class Run:
             raise
         except Exception as error:  # a bug in a helper task: fail this run, keep the process
             log.exception("run %s crashed", self.run_id)
+            cause: BaseException = error
+            while isinstance(cause, BaseExceptionGroup) and cause.exceptions:
+                cause = cause.exceptions[0]  # the task group's wrapping says nothing
             self.outcome = RunOutcome(
-                RunStatus.FAILED, f"internal error: {type(error).__name__}: {error}"
+                RunStatus.FAILED, f"internal error: {type(cause).__name__}: {cause}"
             )
         await self._cleanup()
         assert self.outcome is not None

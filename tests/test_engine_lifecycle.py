@@ -622,3 +622,19 @@ async def test_a_crashing_helper_task_fails_its_run_not_the_process(
     se.sim.policy = policy(orchestrator([tool_use("finish", summary="fine", outcome="success")]))
     _, again = await se.run()
     assert again.status == "succeeded", again
+
+
+async def test_a_waiter_cancelled_in_the_moment_its_run_ends_is_cancelled(
+    sim_engine: SimEngineFactory,
+) -> None:
+    """Engine.wait passes on its own cancellation even when it comes together with the run's end
+    (it must not return the outcome to a caller that is being cancelled); the run's own
+    cancellation is an outcome, not an error."""
+    se = sim_engine(policy(orchestrator([tool_use("finish", summary="done", outcome="success")])))
+    run_id = await se.start()
+    waiter = asyncio.create_task(se.engine.wait(run_id))
+    await asyncio.sleep(0)  # the waiter reaches its wait (no time passes)
+    se.engine.tasks[run_id].add_done_callback(lambda _: waiter.cancel())
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert (await se.engine.wait(run_id)).status == "succeeded"

@@ -4,7 +4,6 @@ these commands and learn everything from its event bus."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
@@ -360,10 +359,13 @@ class Engine:
     async def wait(self, run_id: str) -> RunOutcome:
         """Wait for a run to end; never raises CancelledError for the run's own cancellation."""
         task = self.tasks[run_id]
-        with contextlib.suppress(asyncio.CancelledError):
+        waiter = asyncio.current_task()
+        try:
             await asyncio.shield(task)
-        if not task.done():  # the waiter itself was cancelled
-            raise asyncio.CancelledError
+        except asyncio.CancelledError:
+            # the waiter itself was cancelled (also in the moment the run ended): pass it on
+            if not task.done() or (waiter is not None and waiter.cancelling()):
+                raise
         run = self.runs[run_id]
         return run.outcome or RunOutcome(RunStatus.INTERRUPTED, "the run was interrupted")
 

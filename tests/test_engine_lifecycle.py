@@ -24,11 +24,13 @@ from agent_scripts import (
     worker,
 )
 from agentray import events as ev
+from agentray.engine._context import run_digest
 from agentray.errors import BadInputError
 from agentray.journal import Journal
 from agentray.simulator import Rule, ScriptedPolicy, SimRequest, tool_use
+from agentray.states import AgentStatus
 from conftest import SimEngine, SimEngineFactory
-from edge_helpers import answer, until
+from edge_helpers import Gate, answer, until
 
 # top shell -> inner shell -> two sleeps (one in the background)
 TREE = "echo $$ > {p}top.pid; sh -c 'echo $$ > {p}inner.pid; sleep 30 & echo $! > {p}bg.pid; sleep 30; wait'"
@@ -638,3 +640,36 @@ async def test_a_waiter_cancelled_in_the_moment_its_run_ends_is_cancelled(
     with pytest.raises(asyncio.CancelledError):
         await waiter
     assert (await se.engine.wait(run_id)).status == "succeeded"
+
+
+async def test_the_digest_lists_the_workers_open_blockers_only(
+    sim_engine: SimEngineFactory,
+) -> None:
+    """What an orchestrator restarted fresh is told: each worker with its state, and as open
+    blockers the blocked and failed workers, never the orchestrator itself."""
+    gate = Gate()
+    se = sim_engine(
+        policy(
+            orchestrator(
+                [tool_use("spawn_agent", task=f"W-HELD number {i}") for i in range(3)],
+                [tool_use("await_agents")],
+            ),
+            worker("W-HELD", gate.hold(complete("held"))),
+        )
+    )
+    run_id = await se.start()
+    try:
+        await se.events.wait_for(ev.ToolCallStarted, lambda e: e.tool == "await_agents")
+        run = se.engine.runs[run_id]
+        assert "Open blockers: none" in run_digest(run).splitlines()
+        blocked, failed, orch = run.agents["a002"], run.agents["a003"], run.agents["a001"]
+        blocked.status, blocked.blocker = AgentStatus.BLOCKED, "no database"
+        failed.status, failed.blocker = AgentStatus.FAILED, "tests crash"
+        orch.status, orch.blocker = AgentStatus.FAILED, "the orchestrator's own"
+        digest = run_digest(run)
+        assert "Open blockers: a002 (no database), a003 (tests crash)" in digest.splitlines()
+        assert "- a004 [worker] running: " in digest and "a001" not in digest
+    finally:
+        gate.open()
+        se.engine.stop_run(run_id)
+    await se.wait(run_id)

@@ -74,7 +74,7 @@ def project_instructions(workspace: Path) -> str:
             continue  # CLAUDE.md is often a symlink to AGENTS.md
         seen[identity] = name
         # an incremental decoder holds back a character cut in half at the cap
-        text = codecs.getincrementaldecoder("utf-8")("replace").decode(data[:MAX_INSTRUCTION_BYTES])
+        text = codecs.getincrementaldecoder("utf-8")("replace").decode(data)
         text = text.strip("\n")
         if not text.strip():
             continue
@@ -107,7 +107,7 @@ def _read_confined(root: Path, name: str) -> tuple[bytes, os.stat_result] | None
             st = os.fstat(f.fileno())
             if not stat.S_ISREG(st.st_mode):
                 return None
-            return f.read(MAX_INSTRUCTION_BYTES + 4), st
+            return f.read(MAX_INSTRUCTION_BYTES), st  # the size says whether there is more
         except OSError:
             return None
 

@@ -669,6 +669,7 @@ async def test_the_digest_lists_the_workers_open_blockers_only(
         digest = run_digest(run)
         assert "Open blockers: a002 (no database), a003 (tests crash)" in digest.splitlines()
         assert "- a004 [worker] running: " in digest and "a001" not in digest
+        assert digest.splitlines()[-3:-1] == ["Pending escalations: none", "Build: none configured"]
     finally:
         gate.open()
         se.engine.stop_run(run_id)

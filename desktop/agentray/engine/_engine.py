@@ -203,7 +203,7 @@ class Engine:
             raise
         return run_id
 
-    def _create_and_start(self, run_id: str, config: RunConfig, lock: RunLock) -> Run:
+    def _create_and_start(self, run_id: str, config: RunConfig, lock: RunLock) -> None:
         self.journal.create_run(
             run_id,
             goal=config.goal,
@@ -227,7 +227,6 @@ class Engine:
             role=Role.ORCHESTRATOR, title="Orchestrator", task=config.goal, parent=None
         )
         self._launch(run, [(orchestrator, False)], lock)
-        return run
 
     async def resume_run(
         self, run_ref: str, *, sandbox: bool | None = None, allow_network: bool | None = None

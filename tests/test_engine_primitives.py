@@ -21,6 +21,7 @@ from agent_scripts import (
 from agentray import events as ev
 from agentray.simulator import tool_use
 from conftest import SimEngineFactory
+from edge_helpers import Gate
 
 LOG_LINE = re.compile(r"^- \d\d:\d\d:\d\d \[(UPDATE|BLOCKER|RESULT)\] \S.*$")
 
@@ -354,3 +355,37 @@ async def test_agent_ids_unique_across_runs_in_one_workspace(
     assert rec["ids"] == ["a002", "a004"]
     files = sorted(p.name for p in (workspace / "agent-responses").glob("*.md"))
     assert files == ["a001.md", "a002.md", "a003.md", "a004.md"]
+
+
+async def test_a_notice_made_while_the_orchestrator_waits_comes_back_with_its_monitor(
+    sim_engine: SimEngineFactory,
+) -> None:
+    """Engine news (a notice) reaches the orchestrator once, in the result of the monitor it was
+    waiting in, not lost and not again as text in the next turn."""
+    rec, gate = Recorder(), Gate()
+
+    def after_await(req: Any) -> list[dict[str, Any]]:
+        rec.note("awaited", req.last_tool_results)
+        rec.note("texts", [b.get("text", "") for b in req.messages[-1]["content"] if b.get("type") == "text"])
+        return [tool_use("finish", summary="done", outcome="success")]
+
+    se = sim_engine(
+        policy(
+            orchestrator(
+                [tool_use("spawn_agent", task="W-HELD waits")],
+                [tool_use("await_agents")],
+                after_await,
+            ),
+            worker("W-HELD", gate.hold(complete("held"))),
+        )
+    )
+    run_id = await se.start()
+    try:
+        await se.events.wait_for(ev.ToolCallStarted, lambda e: e.tool == "await_agents")
+        se.engine.runs[run_id].notice("the machine is busy")
+    finally:
+        gate.open()
+    assert (await se.wait(run_id)).status == "succeeded"
+    (awaited,) = rec["awaited"]
+    assert awaited.tool_name == "await_agents" and awaited.json["notices"] == ["the machine is busy"]
+    assert rec["texts"] == []  # said once: no "[engine]" text repeats it

@@ -14,6 +14,7 @@ import pytest
 from agentray.errors import ConfinementError, ToolError
 from agentray.tools import Workspace, scrubbed_env, truncate_text
 from agentray.tools import _names as names_mod
+from agentray.tools._names import NAME_ESCAPE_NOTE
 
 
 @pytest.fixture
@@ -357,6 +358,8 @@ def test_escaped_names_round_trip_through_read_write_edit(odd_names: Workspace) 
     ws = odd_names
     read = ws.read_file("caf\\xe9.txt")
     assert read["path"] == "caf\\xe9.txt" and read["content"] == "    1\tlatin one\n    2\tneedle in latin"
+    assert read["note"] == NAME_ESCAPE_NOTE  # says how to read the escape, as listing does
+    assert "note" not in ws.read_file("ok.txt")
     _json_bytes(read)
     assert ws.edit_file("caf\\xe9.txt", "latin one", "edited") == {
         "path": "caf\\xe9.txt",

@@ -100,3 +100,16 @@ async def test_new_agents_wait_while_the_machine_is_saturated(tmp_path: Path) ->
     assert changes and changes[-1].saturated is False
     first_running = next(e for e in events if isinstance(e, ev.AgentStatusChanged) and e.status == "running")
     assert first_running.ts > changes[-1].ts - 0.05
+
+
+def test_sustained_samples_below_one_count_as_one() -> None:
+    """``sustained_samples=0`` (or less) must not make every reading saturated: it needs at least
+    one hot sample, as 1 does."""
+    for samples in (0, -3):
+        calm = SystemGuard(
+            max_cpu_percent=101.0, min_memory_available_percent=0.0, sustained_samples=samples
+        )
+        assert calm.sustained_samples == 1
+        assert not calm.saturated and calm.reading.reason == ""
+    hot = SystemGuard(max_cpu_percent=0.0, min_memory_available_percent=0.0, sustained_samples=0)
+    assert hot.saturated and hot.reading.reason.startswith("CPU ")

@@ -95,6 +95,8 @@ def test_a_stale_lock_file_of_a_dead_process_is_taken_over(tmp_path: Path) -> No
             RunLock.acquire(journal, "r1")
     finally:
         lock.release()
+    assert not lock.held
+    assert (folder / "r1.lock").read_text() == ""  # a released lock names no owner
     again = RunLock.acquire(journal, "r1")  # released: free again
     again.release()
 

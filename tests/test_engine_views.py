@@ -3,9 +3,14 @@ never hold engine objects. A view taken while an agent works does not change whe
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 from agent_scripts import complete, orchestrator, policy, worker
 from agentray import events as ev
+from agentray.engine._state import AgentRecord
 from agentray.simulator import tool_use
+from agentray.states import AgentStatus, Role
 from conftest import SimEngineFactory
 from edge_helpers import Gate, answer
 
@@ -82,3 +87,37 @@ async def test_the_view_says_the_network_is_open_whenever_commands_run_unconfine
         (started,) = [e for e in se.events.of(ev.RunStarted) if e.run_id == run_id]
         assert started.allow_network is expected[0], (sandbox, allow_network)
         assert (started.sandbox != "none") is expected[1]
+
+
+async def test_an_agent_record_crosses_a_wire_as_plain_json(sim_engine: SimEngineFactory) -> None:
+    """The record another executor would ship: every field, JSON-plain (enums as their values,
+    tuples as lists), and back into an equal record."""
+    se = sim_engine(
+        policy(
+            orchestrator(
+                [tool_use("spawn_agent", task="W-SHIPPED works", depends_on=[])],
+                [tool_use("await_agents")],
+                [tool_use("finish", summary="shipped", outcome="success")],
+            ),
+            worker("W-SHIPPED", complete("done and shipped")),
+        )
+    )
+    run_id, outcome = await se.run()
+    assert outcome.status == "succeeded"
+    view = se.engine.run_view(run_id)
+    assert view is not None
+    record = view.agent("a002")
+    assert record is not None
+    wire = json.loads(json.dumps(record.to_dict()))
+    assert list(wire) == [f.name for f in dataclasses.fields(AgentRecord)]
+    assert wire["status"] == "done" and wire["role"] == "worker" and wire["depends_on"] == []
+    assert wire["summary"] == "done and shipped" and wire["turns"] == 1 and wire["cost_usd"] > 0
+    back = AgentRecord(
+        **{
+            **wire,
+            "role": Role(wire["role"]),
+            "status": AgentStatus(wire["status"]),
+            "depends_on": tuple(wire["depends_on"]),
+        }
+    )
+    assert back == record

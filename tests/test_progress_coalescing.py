@@ -92,9 +92,20 @@ async def test_flush_writes_what_is_pending_and_reports_a_refused_write(workspac
     progress.add("UPDATE", "two")
     assert not progress.flush()
     assert progress.write_error and "not a plain folder" in progress.write_error
+    assert heard == [progress.write_error]  # said at the first refusal
     progress.add("UPDATE", "three")
     progress.flush()
-    assert len(heard) == 1 and progress.writes == writes + 2
+    assert len(heard) == 1 and progress.writes == writes + 2  # not again while it lasts
+    # the folder is back: the write succeeds and clears the error; a new refusal is said again
+    (workspace / "agent-responses").unlink()
+    (workspace / "moved").rename(workspace / "agent-responses")
+    progress.add("UPDATE", "four")
+    assert progress.flush() and progress.write_error is None
+    assert [line.rsplit("] ", 1)[1] for line in _lines(progress.path)[-3:]] == ["two", "three", "four"]
+    (workspace / "agent-responses").rename(workspace / "moved")
+    (workspace / "agent-responses").symlink_to(workspace / "moved")
+    progress.add("UPDATE", "five")
+    assert not progress.flush() and len(heard) == 2
 
 
 async def test_a_rewrite_on_demand_replaces_the_one_that_was_due(workspace: Path) -> None:

@@ -301,3 +301,16 @@ def test_a_ripgrep_whose_output_is_not_understood_is_killed_at_once(
         if pid_file.exists():  # the fake left running (only when the kill is missing)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("engine", ["rg", "auto"])
+def test_a_pattern_ripgrep_refuses_is_searched_by_python(tmp_path: Path, engine: str) -> None:
+    """A Python regular expression ripgrep cannot read (``\\N{...}``, a character by its name):
+    ripgrep exits 2 having found nothing, and the search is made by the Python engine instead of
+    answering "no match"."""
+    _tree(tmp_path, {"a.txt": "fine line\nAscii word\n", "b.txt": "nothing here\n"})
+    assert find_rg() is not None
+    found = Workspace(tmp_path, engine=engine).search_files(  # type: ignore[arg-type]
+        r"\N{LATIN CAPITAL LETTER A}scii"
+    )
+    assert found["matches"] == [{"path": "a.txt", "line": 2, "text": "Ascii word"}]

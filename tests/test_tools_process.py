@@ -369,3 +369,22 @@ async def test_a_kill_that_fails_raises_in_every_caller_at_once(
     finally:
         sleeper.kill()
         await sleeper.wait()
+
+
+async def test_killing_a_tree_that_already_ended_counts_nothing(registry: ProcessRegistry) -> None:
+    """A tracked command that exited (and was reaped) before the kill: 0 signalled, not -1, and
+    the live tree killed beside it still counts."""
+    gone = await asyncio.create_subprocess_exec("true")
+    await gone.wait()
+    registry.track(gone.pid, "x")
+    assert await registry.kill_owner("x", grace_s=0.2) == 0
+    alive = await asyncio.create_subprocess_exec("sleep", "30")
+    try:
+        registry.track(alive.pid, "y")
+        registry.track(gone.pid, "y")
+        assert await registry.kill_owner("y", grace_s=0.2) == 1
+        assert await asyncio.wait_for(alive.wait(), 5) != 0
+    finally:
+        if alive.returncode is None:
+            alive.kill()
+            await alive.wait()

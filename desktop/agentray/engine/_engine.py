@@ -29,7 +29,7 @@ from ._guard import GuardReading, SystemGuard
 from ._ownership import RunLock
 from ._processes import reap_orphans
 from ._progress import ProgressFile
-from ._run import PROGRESS_FAILURE, RESUMABLE_REASONS, AgentRunner, Run, RunOutcome
+from ._run import INTERRUPTED, PROGRESS_FAILURE, RESUMABLE_REASONS, AgentRunner, Run, RunOutcome
 from ._state import AgentState
 from ._views import EngineView, RunView, view_of_run
 
@@ -366,7 +366,7 @@ class Engine:
             if not task.done() or (waiter is not None and waiter.cancelling()):
                 raise
         run = self.runs[run_id]
-        return run.outcome or RunOutcome(RunStatus.INTERRUPTED, "the run was interrupted")
+        return run.outcome or INTERRUPTED
 
     async def run(self, config: RunConfig) -> tuple[str, RunOutcome]:
         run_id = await self.start_run(config)

@@ -5,9 +5,10 @@ A change to the header (the status above all) rewrites the whole file atomically
 right; new log lines under an unchanged header are appended to the file the engine last wrote (the
 same inode, the same size: anything else, an agent's edit included, gets a whole rewrite).
 Writes are coalesced: a change is written at most :data:`COALESCE_S` after it is made, at most
-one write per :data:`COALESCE_S` for a file, and every change made in one go (a note and the status after it) lands in one write. A terminal
-status (done, failed, cancelled) is written at once; ``flush`` writes what is pending (the agent
-loop does before each model call, the run at its end), so a failure to write is seen in time.
+one write per :data:`COALESCE_S` for a file, and every change made in one go (a note and the
+status after it) lands in one write. A terminal status (done, failed, cancelled) is written at
+once; ``flush`` writes what is pending (the agent loop does before each model call, the run at
+its end), so a failure to write is seen in time.
 On ext4 a rename over an existing file also allocates and starts writing the new file's blocks:
 one rewrite costs 0.1–0.3 ms of CPU (at 60 agents, a tenth of the engine's CPU per model turn),
 an append about a tenth of that; and a busy orchestrator's notes came in bursts of dozens.

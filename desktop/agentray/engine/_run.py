@@ -63,6 +63,10 @@ class RunOutcome:
     resumable: bool = True  # False: resuming would fail the same way (a fatal error, a spent limit)
 
 
+# how a run ends that was stopped from outside, or whose end was never recorded
+INTERRUPTED = RunOutcome(RunStatus.INTERRUPTED, "the run was interrupted")
+
+
 class Run:
     def __init__(
         self,
@@ -524,11 +528,10 @@ class Run:
     def interrupt_from_outside(self) -> None:
         """A task of the run was cancelled by no command of the engine (its task cancelled from
         outside, the event loop shutting down): the run is interrupted, resumably, as by Stop."""
-        self.request_stop(RunStatus.INTERRUPTED, "the run was interrupted")
+        self.request_stop(INTERRUPTED.status, INTERRUPTED.summary)
 
     def _interrupted(self) -> None:
-        if self.outcome is None:
-            self.outcome = RunOutcome(RunStatus.INTERRUPTED, "the run was interrupted")
+        self.outcome = self.outcome or INTERRUPTED
 
     def conclude(
         self,
@@ -601,7 +604,7 @@ class Run:
         with contextlib.suppress(asyncio.CancelledError):
             # what no snapshot saw yet (a file tool's snapshot takes only its own path)
             await asyncio.shield(self.snapshots.take(None, None, "end"))
-        outcome = self.outcome or RunOutcome(RunStatus.INTERRUPTED, "the run was interrupted")
+        outcome = self.outcome or INTERRUPTED
         reason = (
             "run stopped"
             if outcome.status in (RunStatus.CANCELLED, RunStatus.FAILED)

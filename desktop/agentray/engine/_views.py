@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from agentray.escalation import Escalation
 from agentray.states import AgentStatus, RunStatus
 
+from ._run import INTERRUPTED
 from ._state import AgentRecord
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ def view_of_run(run: Run, *, live: bool) -> RunView:
     elif outcome is not None:
         status, summary = outcome.status, outcome.summary
     else:
-        status, summary = RunStatus.INTERRUPTED, "the run was interrupted"
+        status, summary = INTERRUPTED.status, INTERRUPTED.summary
     return RunView(
         run_id=run.run_id,
         goal=run.config.goal,
